@@ -1,0 +1,190 @@
+"""``emseg``: the common jobs as one command, each a thin layer over the bundle configs.
+
+    emseg demo [--output DIR]
+    emseg train IMAGE LABEL --labeled every:5 --output DIR
+    emseg segment IMAGE OUTPUT [--models DIR]
+    emseg evaluate PRED GT [--slices SPEC] [--csv FILE]
+
+Errors in the input end the command with one line on stderr (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from emseg_monai import __version__
+from emseg_monai.errors import InputError
+
+logger = logging.getLogger("emseg")
+
+
+def _features(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"features must be 6 comma-separated integers, got {text!r}") from None
+    if len(values) != 6 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"features must be 6 comma-separated positive integers, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emseg", description="Mitochondria segmentation of EM stacks (MONAI bundle).")
+    parser.add_argument("--version", action="version", version=f"emseg-monai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train and evaluate on synthetic stacks (a few minutes on a CPU)")
+    demo.add_argument("--output", default="demo_output", help="folder for data, weights and results")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    demo.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
+
+    train = sub.add_parser("train", help="train stage 1, MPP and the SCM on one stack")
+    train.add_argument("image", help="image stack (.tif, .tiff, .nii, .nii.gz), (Z, Y, X)")
+    train.add_argument("label", help="label stack of the same shape, 0/255 or 0/1")
+    train.add_argument("--labeled", required=True, help='labeled slices: "every:5", "0:160:5", "0,5,10"')
+    train.add_argument("--output", required=True, help="folder for weights, stage files and logs")
+    train.add_argument("--val-slices", default="rest", help='validation slices: "rest" (unlabeled), "none", a spec')
+    train.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (train.yaml: epochs)")
+    train.add_argument("--scm-epochs", type=int, default=None, help="SCM epochs")
+    train.add_argument("--iterations", type=int, default=None, help="iterations per epoch, both stages")
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--crop-size", type=int, default=None)
+    train.add_argument("--downsample", type=float, default=None, help="resolution factor of both stages")
+    train.add_argument("--features", type=_features, default=None, help="BasicUNet widths, e.g. 16,16,32,64,128,16")
+    train.add_argument("--window", type=int, default=None, help="SCM window N (odd)")
+    train.add_argument("--scm-input", choices=("prob", "mask"), default=None)
+    train.add_argument("--min-size", type=int, default=None, help="MPP smallest object (px per slice)")
+    train.add_argument("--spread-min-size", type=int, default=None, help="MPP smallest spread piece (px)")
+    train.add_argument("--erosions-per-step", type=int, default=None, help="MPP erosions per slice step")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=None)
+    train.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
+
+    seg = sub.add_parser("segment", help="segment a stack: stage 1 then SCM; writes uint8 0/255 masks")
+    seg.add_argument("image", help="image stack (.tif, .tiff, .nii, .nii.gz)")
+    seg.add_argument("output", help="output mask stack (.tif, .tiff, .nii, .nii.gz)")
+    seg.add_argument("--models", default=None, help="folder with stage1.pt, scm.pt (default: bundle/models)")
+    seg.add_argument("--no-scm", action="store_true", help="stage 1 only")
+    seg.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
+    seg.add_argument("--batch-size", type=int, default=None)
+    seg.add_argument("--save-stage1", action="store_true", help="also write the stage-1 probabilities and masks")
+    seg.add_argument("--device", default=None)
+    seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
+    ev.add_argument("pred", help="predicted mask stack, 0/255 or 0/1")
+    ev.add_argument("truth", help="ground-truth mask stack of the same shape")
+    ev.add_argument("--slices", default="all", help='slices scored, e.g. "all" or "1:165"')
+    ev.add_argument("--csv", default=None, help="write per-slice scores to this CSV file")
+    ev.add_argument("--json", default=None, help="write the summary to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing CSV / JSON files")
+    return parser
+
+
+def _check_new_folder(path: str, overwrite: bool) -> Path:
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output is a file, not a folder: {folder}")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise InputError(f"output folder is not empty: {folder} (pass --overwrite to reuse it)")
+    if not folder.parent.is_dir():
+        raise InputError(f"parent of the output folder does not exist: {folder.parent}")
+    return folder
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from emseg_monai.demo import run_demo
+
+    folder = _check_new_folder(args.output, args.overwrite)
+    print(run_demo(folder, seed=args.seed, device=args.device))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emseg_monai.data.slices import parse_slice_spec
+    from emseg_monai.io.stacks import read_mask, read_stack
+    from emseg_monai.transforms.windows import check_window
+    from emseg_monai.workflows import train_pipeline
+
+    folder = _check_new_folder(args.output, args.overwrite)
+    image = read_stack(args.image)  # fail early, before any training, on bad inputs
+    read_mask(args.label, shape=image.shape)
+    parse_slice_spec(args.labeled, image.shape[0])
+    if args.window is not None:
+        check_window(args.window)
+    common = {"epochs": args.epochs, "iterations_per_epoch": args.iterations, "batch_size": args.batch_size,
+              "crop_size": args.crop_size, "val_slices": args.val_slices, "seed": args.seed}
+    shared = {"stage1_features": args.features, "scm_features": args.features, "scm_window": args.window,
+              "scm_input": args.scm_input, "stage1_downsample": args.downsample, "scm_downsample": args.downsample}
+    mpp = {"min_size": args.min_size, "spread_min_size": args.spread_min_size,
+           "erosions_per_step": args.erosions_per_step}
+    start = time.perf_counter()
+    times = train_pipeline(
+        args.image, args.label, args.labeled, folder, stage1=common, scm={**common, "epochs": args.scm_epochs},
+        mpp={k: v for k, v in mpp.items() if v is not None}, shared=shared, device=args.device,
+    )
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+    print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); weights in {folder / 'models'}")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from emseg_monai.io.stacks import check_input_file, check_output_path
+    from emseg_monai.workflows import segment_file
+
+    check_input_file(args.image)
+    check_output_path(args.output, overwrite=args.overwrite)
+    start = time.perf_counter()
+    segment_file(
+        args.image, args.output, ckpt_dir=args.models, use_scm=not args.no_scm, flips=args.flips,
+        batch_size=args.batch_size, save_stage1=args.save_stage1, device=args.device, overwrite=args.overwrite,
+    )
+    print(f"wrote {args.output} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emseg_monai.evaluation.report import evaluate_files
+    from emseg_monai.io.stacks import check_output_path
+
+    for extra in (args.csv, args.json):
+        if extra:
+            check_output_path(extra, overwrite=args.overwrite)
+    summary = evaluate_files(args.pred, args.truth, args.slices, args.csv, args.json, overwrite=args.overwrite)
+    print(f"Dice {100 * summary['dice']:.2f}%  IoU {100 * summary['iou']:.2f}%  ({summary['slices']} slices)")
+    if args.debug:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "segment": cmd_segment, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("ignite", "monai.bundle"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    try:
+        return COMMANDS[args.command](args)
+    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if args.debug:
+            raise
+        print(f"emseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Intensity normalisation and resampling of (Z, Y, X) stacks shared by training and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def intensity_range(stack: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> tuple[float, float]:
+    """Percentiles of a subsample of ``stack`` used to map intensities to [0, 1].
+
+    At most 32 slices and every 4th pixel in Y and X are read, so this is cheap on large stacks.
+    """
+    step_z = max(1, stack.shape[0] // 32)
+    sample = np.asarray(stack[::step_z, ::4, ::4], dtype=np.float32)
+    lo, hi = np.percentile(sample, (lower, upper))
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def normalize_stack(stack: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Map a (Z, Y, X) stack of any numeric dtype to float32, percentiles 0.5..99.5 -> 0..1, clipped.
+
+    Returns a new float32 array of the same shape; the input is not modified.
+    """
+    lo, hi = intensity_range(stack) if value_range is None else value_range
+    out = np.asarray(stack, dtype=np.float32) - lo
+    out *= 1.0 / (hi - lo)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def resize_slices(stack: np.ndarray, size: tuple[int, int], binary: bool = False) -> np.ndarray:
+    """Resize every slice of a (Z, Y, X) stack to ``size`` = (Y', X').
+
+    Area averaging when shrinking and bilinear when enlarging; with ``binary`` the result is
+    thresholded at 0.5 and returned as bool. Returns float32 (or bool); the input is not modified.
+    """
+    if tuple(stack.shape[1:]) == tuple(size):
+        return stack.astype(bool if binary else np.float32, copy=True)
+    out = np.empty((stack.shape[0], *size), dtype=np.float32)
+    for start in range(0, stack.shape[0], 16):
+        chunk = torch.from_numpy(np.asarray(stack[start : start + 16], dtype=np.float32))[:, None]
+        out[start : start + 16] = resize_tensor(chunk, size)[:, 0].numpy()
+    return out >= 0.5 if binary else out
+
+
+def resize_tensor(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a (B, C, H, W) float tensor: area when shrinking, bilinear otherwise."""
+    if tuple(batch.shape[-2:]) == tuple(size):
+        return batch
+    if size[0] <= batch.shape[-2] and size[1] <= batch.shape[-1]:
+        return F.interpolate(batch, size=size, mode="area")
+    return F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
+
+
+def scaled_size(shape: tuple[int, int], downsample: float) -> tuple[int, int]:
+    """(Y, X) after dividing by ``downsample``, rounded, at least 1."""
+    if not downsample >= 1:
+        raise ValueError(f"downsample must be >= 1, got {downsample}")
+    return max(1, round(shape[0] / downsample)), max(1, round(shape[1] / downsample))

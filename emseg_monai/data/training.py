@@ -1,0 +1,130 @@
+"""Stacks prepared for training: inputs and targets in memory at the training resolution."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emseg_monai.data.normalize import normalize_stack, resize_slices, scaled_size
+from emseg_monai.data.slices import complement, parse_slice_spec
+from emseg_monai.errors import InputError
+from emseg_monai.io.stacks import read_mask, read_stack
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingStack:
+    """What a training config needs from a stack, all (Z, y, x) at the training resolution.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        float32 network input: the normalised image (stage 1) or stage-1 outputs (SCM).
+    target : numpy.ndarray
+        bool training targets: ground truth (stage 1), MPP masks (SCM); read on ``train_slices``.
+    truth : numpy.ndarray or None
+        bool ground truth for validation; read on ``val_slices``.
+    train_slices, val_slices : numpy.ndarray
+        int64 slice indices.
+    """
+
+    image: np.ndarray
+    target: np.ndarray
+    truth: np.ndarray | None
+    train_slices: np.ndarray
+    val_slices: np.ndarray
+
+
+def select_val_slices(
+    spec: str, labeled: np.ndarray, truth: np.ndarray | None, n_slices: int, max_slices: int
+) -> np.ndarray:
+    """Validation slices: ``"rest"`` (every slice not labeled), ``"none"`` or a slice spec.
+
+    At most ``max_slices`` evenly spread slices are kept. Validation is dropped with a warning when
+    the ground truth of every chosen slice is empty (a label stack annotated on labeled slices only).
+    """
+    if truth is None or str(spec).strip().lower() == "none":
+        return np.zeros(0, dtype=np.int64)
+    val = complement(labeled, n_slices) if str(spec).strip().lower() == "rest" else parse_slice_spec(spec, n_slices)
+    if val.size > max_slices > 0:
+        val = val[np.unique(np.round(np.linspace(0, val.size - 1, max_slices)).astype(int))]
+    if val.size and not truth[val].any():
+        logger.warning("validation slices have no foreground in the label stack; training without validation")
+        return np.zeros(0, dtype=np.int64)
+    return val
+
+
+def load_stage1_stack(
+    image_file: str | Path,
+    label_file: str | Path,
+    labeled_slices: str | list[int],
+    val_slices: str = "rest",
+    val_max_slices: int = 32,
+    downsample: float = 1.0,
+) -> TrainingStack:
+    """Read an image stack and its label stack for stage-1 training.
+
+    ``image`` is the normalised image; ``target`` and ``truth`` are the label stack (used on the
+    labeled and validation slices respectively). Both are resized by 1 / ``downsample``.
+    """
+    image = read_stack(image_file)
+    labels = read_mask(label_file, shape=image.shape)
+    labeled = parse_slice_spec(labeled_slices, image.shape[0])
+    size = scaled_size(image.shape[1:], downsample)
+    label_small = resize_slices(labels, size, binary=True)
+    val = select_val_slices(val_slices, labeled, labels, image.shape[0], val_max_slices)
+    logger.info("stage 1: %d labeled slices, %d validation slices, %s at %s", labeled.size, val.size, image.shape, size)
+    return TrainingStack(resize_slices(normalize_stack(image), size), label_small, label_small, labeled, val)
+
+
+def scm_inputs(prob: np.ndarray, input_kind: str = "prob", threshold: float = 0.5) -> np.ndarray:
+    """SCM input stack from stage-1 probabilities stored as uint8 0..255 (or float 0..1).
+
+    ``input_kind`` ``"prob"`` gives the probabilities as float32 in [0, 1]; ``"mask"`` gives the
+    binarised masks (probability >= ``threshold``) as float32 0/1, as in the paper.
+    """
+    prob = np.asarray(prob)
+    scale = 255.0 if prob.dtype == np.uint8 else 1.0
+    if input_kind == "prob":
+        return prob.astype(np.float32) / np.float32(scale)
+    if input_kind == "mask":
+        return (prob >= threshold * scale).astype(np.float32)
+    raise InputError(f"SCM input must be 'prob' or 'mask', got {input_kind!r}")
+
+
+def load_scm_stack(
+    prob_file: str | Path,
+    target_file: str | Path,
+    label_file: str | Path | None,
+    labeled_slices: str | list[int],
+    train_slices: str = "all",
+    input_kind: str = "prob",
+    threshold: float = 0.5,
+    val_slices: str = "rest",
+    val_max_slices: int = 32,
+    downsample: float = 1.0,
+) -> TrainingStack:
+    """Read stage-1 probabilities and MPP targets for SCM training.
+
+    ``image`` holds the SCM inputs (see ``scm_inputs``), ``target`` the MPP masks (which equal the
+    ground truth on the labeled slices), ``truth`` the label stack for validation (None without one).
+    """
+    prob = read_stack(prob_file)
+    target = read_mask(target_file, shape=prob.shape)
+    truth = read_mask(label_file, shape=prob.shape) if label_file else None
+    labeled = parse_slice_spec(labeled_slices, prob.shape[0])
+    size = scaled_size(prob.shape[1:], downsample)
+    train = parse_slice_spec(train_slices, prob.shape[0])
+    val = select_val_slices(val_slices, labeled, truth, prob.shape[0], val_max_slices)
+    logger.info("SCM: %d training slices, %d validation slices, inputs %r at %s", train.size, val.size, input_kind, size)
+    return TrainingStack(
+        resize_slices(scm_inputs(prob, input_kind, threshold), size),
+        resize_slices(target, size, binary=True),
+        None if truth is None else resize_slices(truth, size, binary=True),
+        train,
+        val,
+    )

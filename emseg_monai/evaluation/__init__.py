@@ -1,0 +1,12 @@
+"""Evaluation: Dice and IoU pooled over the stack and per slice, reports."""
+
+from emseg_monai.evaluation.metrics import (
+    counts,
+    dice_iou,
+    markdown_table,
+    per_slice_scores,
+    write_per_slice_csv,
+)
+from emseg_monai.evaluation.report import evaluate_files
+
+__all__ = ["evaluate_files", "counts", "dice_iou", "markdown_table", "per_slice_scores", "write_per_slice_csv"]

@@ -1,0 +1,167 @@
+"""Whole-stack jobs: stage-1 inference, MPP, and segmentation of a new stack (stage 1 then SCM).
+
+These are the functions the bundle configs call. Arrays are (Z, Y, X); stage-1 probabilities are
+stored as uint8 0..255 and masks as uint8 0/255.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emseg_monai.data.normalize import normalize_stack
+from emseg_monai.data.slices import parse_slice_spec
+from emseg_monai.data.training import scm_inputs
+from emseg_monai.inference.predict import predict_stack
+from emseg_monai.io.stacks import check_output_path, read_mask, read_stack, write_stack
+from emseg_monai.transforms.mpp import mpp
+
+logger = logging.getLogger(__name__)
+
+
+def _output_dir(output_dir: str | Path) -> Path:
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stage1(
+    network: torch.nn.Module,
+    image: np.ndarray,
+    downsample: float = 1.0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    flips: bool = False,
+    progress: bool = True,
+) -> np.ndarray:
+    """Stage-1 probabilities (Z, Y, X) uint8 0..255 of a raw (Z, Y, X) image stack of any dtype."""
+    return predict_stack(
+        network, normalize_stack(image), 1, downsample, batch_size, device, flips, "stage 1", progress
+    )
+
+
+def scm(
+    network: torch.nn.Module,
+    prob: np.ndarray,
+    window: int = 15,
+    input_kind: str = "prob",
+    threshold: float = 0.5,
+    downsample: float = 1.0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    flips: bool = False,
+    progress: bool = True,
+) -> np.ndarray:
+    """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (uint8 0..255)."""
+    inputs = scm_inputs(prob, input_kind, threshold)
+    return predict_stack(network, inputs, window, downsample, batch_size, device, flips, "SCM", progress)
+
+
+def to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """uint8 0/255 mask from uint8 0..255 probabilities: probability >= ``threshold``."""
+    return (prob >= np.float32(threshold) * 255).astype(np.uint8) * np.uint8(255)
+
+
+def run_stage1(
+    network: torch.nn.Module,
+    image_file: str | Path,
+    output_dir: str | Path,
+    downsample: float = 1.0,
+    batch_size: int = 4,
+    threshold: float = 0.5,
+    flips: bool = False,
+    device: str | torch.device = "cpu",
+    prob_name: str = "stage1_prob.tif",
+    mask_name: str = "stage1_mask.tif",
+) -> dict[str, Path]:
+    """Stage-1 inference over a stack file; writes the probability and mask stacks to ``output_dir``."""
+    image = read_stack(image_file)
+    out = _output_dir(output_dir)
+    start = time.perf_counter()
+    prob = stage1(network, image, downsample, batch_size, device, flips)
+    paths = {"prob": write_stack(out / prob_name, prob), "mask": write_stack(out / mask_name, to_mask(prob, threshold))}
+    logger.info("stage 1 on %s %s took %.1f s; wrote %s", image_file, image.shape, time.perf_counter() - start, out)
+    return paths
+
+
+def run_mpp(
+    mask_file: str | Path,
+    label_file: str | Path,
+    labeled_slices: str | list[int],
+    output_file: str | Path,
+    **mpp_kwargs,
+) -> Path:
+    """MPP over a stage-1 mask stack file with the labeled slices' ground truth; writes the targets."""
+    mask = read_mask(mask_file)
+    labels = read_mask(label_file, shape=mask.shape)
+    labeled = parse_slice_spec(labeled_slices, mask.shape[0])
+    _output_dir(Path(output_file).parent)
+    start = time.perf_counter()
+    targets = mpp(mask, labels, labeled, **mpp_kwargs)
+    logger.info("MPP on %s took %.1f s", mask.shape, time.perf_counter() - start)
+    return write_stack(output_file, targets)
+
+
+def segment(
+    image: np.ndarray,
+    stage1_network: torch.nn.Module,
+    scm_network: torch.nn.Module | None,
+    window: int = 15,
+    input_kind: str = "prob",
+    stage1_downsample: float = 1.0,
+    scm_downsample: float = 1.0,
+    threshold: float = 0.5,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    flips: bool = False,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Segment a raw (Z, Y, X) stack: stage 1, then the SCM (skipped when ``scm_network`` is None).
+
+    Returns
+    -------
+    dict
+        ``stage1_prob`` and ``final_prob`` (uint8 0..255), ``final_mask`` (uint8 0/255), all
+        (Z, Y, X) with the image's shape.
+    """
+    prob1 = stage1(stage1_network, image, stage1_downsample, batch_size, device, flips, progress)
+    final = prob1
+    if scm_network is not None:
+        final = scm(scm_network, prob1, window, input_kind, threshold, scm_downsample, batch_size, device, flips, progress)
+    return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, threshold)}
+
+
+def run_segment(
+    image_file: str | Path,
+    output_file: str | Path,
+    stage1_network: torch.nn.Module,
+    scm_network: torch.nn.Module | None,
+    overwrite: bool = True,
+    save_stage1: bool = False,
+    **kwargs,
+) -> Path:
+    """Segment a stack file and write the final uint8 0/255 mask stack (``segment`` for options).
+
+    With ``save_stage1`` the stage-1 probabilities and masks are written beside the output as
+    ``<name>_stage1_prob.tif`` and ``<name>_stage1_mask.tif``.
+    """
+    check_output_path(output_file, overwrite=overwrite)
+    image = read_stack(image_file)
+    start = time.perf_counter()
+    result = segment(image, stage1_network, scm_network, **kwargs)
+    elapsed = time.perf_counter() - start
+    path = write_stack(output_file, result["final_mask"], overwrite=overwrite)
+    if save_stage1:
+        stem = Path(output_file).name.split(".")[0]
+        folder = Path(output_file).parent
+        write_stack(folder / f"{stem}_stage1_prob.tif", result["stage1_prob"], overwrite=overwrite)
+        write_stack(folder / f"{stem}_stage1_mask.tif", to_mask(result["stage1_prob"], kwargs.get("threshold", 0.5)), overwrite=overwrite)
+    logger.info(
+        "segmented %s %s in %.1f s (%.2f Mvoxel/s) -> %s",
+        image_file, image.shape, elapsed, image.size / elapsed / 1e6, path,
+    )
+    return path

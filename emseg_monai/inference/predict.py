@@ -1,0 +1,85 @@
+"""Run a 2D network over every slice (or slice window) of a (Z, Y, X) stack."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from emseg_monai.data.normalize import resize_slices, resize_tensor, scaled_size
+from emseg_monai.transforms.windows import check_window, window_indices
+
+logger = logging.getLogger(__name__)
+
+
+def predict_stack(
+    network: torch.nn.Module,
+    stack: np.ndarray,
+    window: int = 1,
+    downsample: float = 1.0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    flips: bool = False,
+    desc: str = "predict",
+    progress: bool = True,
+) -> np.ndarray:
+    """Probabilities of a one-output-channel 2D network for every slice of a stack.
+
+    The stack is first resized by 1 / ``downsample`` in Y and X; the network sees, for each slice
+    z, the N = ``window`` slices z - N//2 .. z + N//2 (stack ends repeat the end slice); its
+    sigmoid output is resized back to the full (Y, X).
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps (B, N, y, x) float32 to (B, 1, y, x) logits.
+    stack : numpy.ndarray
+        (Z, Y, X) float32 input in [0, 1] (normalised image, or stage-1 outputs for the SCM).
+    window : int
+        N, odd.
+    downsample : float
+        Resolution factor (>= 1) at which the network runs.
+    batch_size : int
+        Slices per forward pass.
+    device : str or torch.device
+        Where the network runs.
+    flips : bool
+        Average the 4 flips (none, Y, X, both) at test time.
+    desc : str
+        Progress bar label.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Z, Y, X) uint8 probabilities scaled to 0..255 (the stage files' format; divide by 255).
+    """
+    window = check_window(window)
+    if stack.ndim != 3:
+        raise ValueError(f"predict_stack expects a (Z, Y, X) stack, got shape {stack.shape}")
+    n, full = stack.shape[0], tuple(stack.shape[1:])
+    small = scaled_size(full, downsample)
+    device = torch.device(device)
+    reduced = resize_slices(stack, small)
+    out = np.empty(stack.shape, dtype=np.uint8)
+    network.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False):
+            centers = np.arange(start, min(start + batch_size, n))
+            batch = torch.from_numpy(reduced[window_indices(centers, n, window)]).to(device)
+            prob = _forward(network, batch, flips)
+            prob = resize_tensor(prob, full).clamp_(0, 1)
+            out[centers] = torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
+    return out
+
+
+def _forward(network: torch.nn.Module, batch: torch.Tensor, flips: bool) -> torch.Tensor:
+    if not flips:
+        return torch.sigmoid(network(batch))
+    total = torch.zeros((batch.shape[0], 1, *batch.shape[2:]), device=batch.device)
+    for dims in ((), (2,), (3,), (2, 3)):
+        flipped = batch.flip(dims) if dims else batch
+        pred = torch.sigmoid(network(flipped))
+        total += pred.flip(dims) if dims else pred
+    return total / 4

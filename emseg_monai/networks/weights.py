@@ -1,0 +1,50 @@
+"""Loading trained weights with clear errors for missing, corrupt or mismatched checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from emseg_monai.errors import InputError
+
+
+def load_weights(network: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a checkpoint into ``network`` in place and return it.
+
+    Accepts a plain state dict, or a dict holding one under ``"model"`` / ``"network"`` /
+    ``"state_dict"`` (as MONAI's ``CheckpointSaver`` writes with several objects).
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable, or its weights do not fit ``network`` (the message
+        names the first mismatching parameter).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint does not exist: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise InputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if isinstance(ckpt, dict):
+        for key in ("model", "network", "state_dict"):
+            if key in ckpt and isinstance(ckpt[key], dict):
+                ckpt = ckpt[key]
+                break
+    if not isinstance(ckpt, dict):
+        raise InputError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a state dict")
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in ckpt]
+    unexpected = [k for k in ckpt if k not in expected]
+    wrong = [k for k in expected if k in ckpt and tuple(ckpt[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        if wrong:
+            k = wrong[0]
+            detail = f"{k} has shape {tuple(ckpt[k].shape)}, the network expects {tuple(expected[k].shape)}"
+        else:
+            detail = f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}"
+        raise InputError(f"checkpoint {path} does not fit the network ({detail})")
+    network.load_state_dict(ckpt)
+    return network

@@ -1,0 +1,238 @@
+"""MPP: morphological post-processing of stage-1 masks using Z continuity and the labeled slices.
+
+The functions take a (Z, Y, X) bool mask stack, work on the whole stack at once (per-slice
+operations are 3D operations with a structuring element that does not reach across Z) and never
+modify their inputs. ``MPP`` / ``MPPd`` wrap ``mpp`` as MONAI transforms.
+
+Steps (``mpp``), after the authors' public code (see docs/method.md):
+
+1. per slice, remove objects smaller than ``min_size`` px; labeled slices take their ground truth;
+2. spread each labeled slice's ground truth to its neighbours in +Z and -Z up to the next labeled
+   slice: at each step erode it ``erosions_per_step`` more times, drop pieces under
+   ``spread_min_size`` px and OR it into that slice;
+3. on unlabeled slices, a 3-tap majority vote along Z over (z - d, z, z + d) for each d in
+   ``vote_distances``, then over (previous labeled slice, z, next labeled slice); small objects are
+   removed after each vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from scipy import ndimage
+
+from emseg_monai.errors import InputError
+
+_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE_8[1] = True  # 8-connectivity inside a slice, nothing across Z
+_PLANE_4 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE_4[1] = ndimage.generate_binary_structure(2, 1)
+
+
+def remove_small_objects_2d(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """Remove 8-connected objects smaller than ``min_size`` px in every slice of a (Z, Y, X) mask.
+
+    Returns a new bool array; ``mask`` is not modified.
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 6, 6), bool); m[0, :3, :3] = True; m[0, 5, 5] = True
+    >>> int(remove_small_objects_2d(m, 2).sum())
+    9
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if min_size <= 1 or not mask.any():
+        return mask.copy()
+    labels, _ = ndimage.label(mask, structure=_PLANE_8)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels]
+
+
+def erode_2d(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """Erode every slice of a (Z, Y, X) bool mask with a 3x3 cross ``iterations`` times (new array)."""
+    if iterations <= 0:
+        return np.asarray(mask, dtype=bool).copy()
+    return ndimage.binary_erosion(mask, structure=_PLANE_4, iterations=iterations)
+
+
+def z_majority(mask: np.ndarray, distance: int) -> np.ndarray:
+    """Majority of (z - d, z, z + d) at every XY location; stack ends repeat the end slice (new array)."""
+    z = np.arange(mask.shape[0])
+    last = mask.shape[0] - 1
+    votes = mask[np.clip(z - distance, 0, last)].astype(np.uint8) + mask + mask[np.clip(z + distance, 0, last)]
+    return votes >= 2
+
+
+def bracket_majority(mask: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+    """Majority of (previous labeled slice, z, next labeled slice) at every XY location (new array).
+
+    Where a slice has a labeled slice on one side only, that side's slice is used twice, so the
+    vote follows it; slices that are labeled keep their value.
+    """
+    z = np.arange(mask.shape[0])
+    labeled = np.asarray(labeled, dtype=np.int64)
+    pos = np.searchsorted(labeled, z, side="right")
+    prev = labeled[np.clip(pos - 1, 0, labeled.size - 1)]
+    nxt = labeled[np.clip(pos, 0, labeled.size - 1)]
+    prev = np.where(prev > z, nxt, prev)
+    nxt = np.where(nxt < z, prev, nxt)
+    votes = mask[prev].astype(np.uint8) + mask + mask[nxt]
+    return votes >= 2
+
+
+def spread_labels(
+    mask: np.ndarray,
+    labels: np.ndarray,
+    labeled: np.ndarray,
+    erosions_per_step: int = 3,
+    min_size: int = 450,
+    max_steps: int | None = None,
+) -> np.ndarray:
+    """OR each labeled slice's ground truth, progressively eroded, into its unlabeled neighbours.
+
+    Step s (1, 2, ...) away from labeled slice l in +Z and -Z receives ``labels[l]`` eroded
+    ``s * erosions_per_step`` times, with pieces under ``min_size`` px removed; spreading stops at
+    the next labeled slice (or after ``max_steps``). Returns a new bool (Z, Y, X) array.
+    """
+    out = np.asarray(mask, dtype=bool).copy()
+    labeled = np.asarray(labeled, dtype=np.int64)
+    if labeled.size == 0:
+        return out
+    n = out.shape[0]
+    is_labeled = np.zeros(n, dtype=bool)
+    is_labeled[labeled] = True
+    gaps = np.diff(np.concatenate(([-1], labeled, [n])))
+    reach_down, reach_up = gaps[:-1] - 1, gaps[1:] - 1  # free slices below / above each labeled slice
+    steps = int(max(reach_down.max(), reach_up.max()))
+    if max_steps is not None:
+        steps = min(steps, int(max_steps))
+    eroded = np.asarray(labels, dtype=bool)[labeled]
+    for s in range(1, steps + 1):
+        eroded = remove_small_objects_2d(erode_2d(eroded, erosions_per_step), min_size)
+        for offset, reach in ((s, reach_up), (-s, reach_down)):
+            ok = reach >= s
+            if ok.any():
+                np.logical_or.at(out, labeled[ok] + offset, eroded[ok])
+        if not eroded.any():
+            break
+    return out
+
+
+def mpp(
+    mask: np.ndarray,
+    labels: np.ndarray | None,
+    labeled: Sequence[int] | np.ndarray,
+    min_size: int = 300,
+    spread_min_size: int = 450,
+    erosions_per_step: int = 3,
+    vote_distances: Sequence[int] = (1, 2),
+    bracket_vote: bool = True,
+) -> np.ndarray:
+    """Clean a (Z, Y, X) stage-1 mask stack with Z continuity and the labeled slices (see module doc).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (Z, Y, X) stage-1 masks, bool or {0, 1}.
+    labels : numpy.ndarray or None
+        (Z, Y, X) ground truth, read only on the ``labeled`` slices; None when there are none.
+    labeled : sequence of int
+        Labeled slice indices (may be empty: then only the per-slice cleaning and Z votes run).
+    min_size, spread_min_size : int
+        Smallest object kept, in px per slice, after each step / in the spread ground truth.
+    erosions_per_step : int
+        Erosions of the spread ground truth per slice step away from its labeled slice.
+    vote_distances : sequence of int
+        Distances d of the successive (z - d, z, z + d) majority votes.
+    bracket_vote : bool
+        Finish with the vote over the two labeled slices bracketing each slice.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Z, Y, X) bool targets; labeled slices equal their ground truth. Inputs are not modified.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise InputError(f"MPP expects a (Z, Y, X) mask stack, got shape {mask.shape}")
+    labeled = np.unique(np.asarray(labeled, dtype=np.int64))
+    if labeled.size and (labeled[0] < 0 or labeled[-1] >= mask.shape[0]):
+        raise InputError(f"labeled slices {labeled.tolist()} reach outside the stack of {mask.shape[0]} slices")
+    if labeled.size and labels is None:
+        raise InputError("MPP needs the label stack when labeled slices are given")
+    if labels is not None and np.shape(labels) != mask.shape:
+        raise InputError(f"label stack shape {np.shape(labels)} differs from mask shape {mask.shape}")
+    gt = np.asarray(labels, dtype=bool) if labels is not None else None
+    unlabeled = np.ones(mask.shape[0], dtype=bool)
+    unlabeled[labeled] = False
+
+    def clean(stack: np.ndarray) -> np.ndarray:
+        stack = remove_small_objects_2d(stack, min_size)
+        if gt is not None:
+            stack[labeled] = gt[labeled]
+        return stack
+
+    out = clean(mask)
+    if labeled.size:
+        out = spread_labels(out, gt, labeled, erosions_per_step, spread_min_size)
+    for d in vote_distances:
+        out[unlabeled] = z_majority(out, int(d))[unlabeled]
+        out = clean(out)
+    if bracket_vote and labeled.size:
+        out[unlabeled] = bracket_majority(out, labeled)[unlabeled]
+        out = clean(out)
+    return out
+
+
+class MPP(Transform):
+    """Array transform: ``MPP(labeled_slices=...)(mask, labels)`` -> cleaned mask (see ``mpp``).
+
+    ``mask`` is (Z, Y, X) or (1, Z, Y, X) (a channel-first MONAI array); the output has the same
+    shape, dtype bool (uint8 0/1 if the input was not bool), numpy.
+
+    Example: ``MPP(labeled_slices=range(0, 40, 5))(stage1_mask, ground_truth)``.
+    """
+
+    def __init__(self, labeled_slices: Sequence[int] = (), **kwargs) -> None:
+        self.labeled_slices = np.asarray(list(labeled_slices), dtype=np.int64)
+        self.kwargs = kwargs
+
+    def __call__(self, mask, labels=None):  # type: ignore[override]
+        mask_np = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
+        labels_np = None if labels is None else np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+        channel = mask_np.ndim == 4
+        if channel:
+            mask_np = mask_np[0]
+            labels_np = None if labels_np is None else labels_np.reshape(mask_np.shape)
+        out = mpp(mask_np, labels_np, self.labeled_slices, **self.kwargs)
+        if mask_np.dtype != bool:
+            out = out.astype(mask_np.dtype)
+        return out[None] if channel else out
+
+
+class MPPd(MapTransform):
+    """Dictionary transform: apply ``MPP`` to each key, reading the ground truth from ``label_key``."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str | None = "label",
+        labeled_slices: Sequence[int] = (),
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_key = label_key
+        self.mpp = MPP(labeled_slices, **kwargs)
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
+        d = dict(data)
+        labels = d.get(self.label_key) if self.label_key is not None else None
+        for key in self.key_iterator(d):
+            d[key] = self.mpp(d[key], labels)
+        return d

@@ -1,0 +1,77 @@
+"""Windows of neighbouring slices: the SCM's N-channel input for each slice of a (Z, Y, X) stack."""
+
+from __future__ import annotations
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+
+from emseg_monai.errors import InputError
+
+
+def check_window(window: int) -> int:
+    """Return ``window`` as int after checking it is odd and >= 1 (InputError otherwise)."""
+    if isinstance(window, bool) or int(window) != window or window < 1 or window % 2 == 0:
+        raise InputError(f"SCM window must be an odd integer >= 1, got {window!r}")
+    return int(window)
+
+
+def window_indices(centers: np.ndarray | int, n_slices: int, window: int) -> np.ndarray:
+    """Slice indices of the windows centred on ``centers``; stack ends repeat the end slice.
+
+    Parameters
+    ----------
+    centers : int or (B,) int array
+        Centre slice(s) z.
+    n_slices : int
+        Z, the number of slices.
+    window : int
+        N, odd: the window is z - N//2 .. z + N//2.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, N) int64 indices in [0, n_slices) ((N,) for a scalar centre).
+
+    Examples
+    --------
+    >>> window_indices(0, 10, 5).tolist()
+    [0, 0, 0, 1, 2]
+    """
+    half = check_window(window) // 2
+    centers_arr = np.asarray(centers, dtype=np.int64)
+    offsets = np.arange(-half, half + 1, dtype=np.int64)
+    return np.clip(centers_arr[..., None] + offsets, 0, n_slices - 1)
+
+
+def extract_windows(stack: np.ndarray, centers: np.ndarray | int, window: int) -> np.ndarray:
+    """Gather (B, N, Y, X) windows (or (N, Y, X) for one centre) from a (Z, Y, X) stack; a new array."""
+    return np.asarray(stack)[window_indices(centers, stack.shape[0], window)]
+
+
+class SliceWindow(Transform):
+    """Array transform: (Z, Y, X) stack -> (N, Y, X) window around slice ``center``.
+
+    Example: ``SliceWindow(window=15)(probs, center=40)`` has shape (15, Y, X).
+    """
+
+    def __init__(self, window: int = 15) -> None:
+        self.window = check_window(window)
+
+    def __call__(self, stack: np.ndarray, center: int) -> np.ndarray:  # type: ignore[override]
+        return extract_windows(stack, int(center), self.window)
+
+
+class SliceWindowd(MapTransform):
+    """Dictionary transform: replace each (Z, Y, X) stack in ``keys`` by its window around ``data[center_key]``."""
+
+    def __init__(self, keys: KeysCollection, window: int = 15, center_key: str = "slice", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.windower = SliceWindow(window)
+        self.center_key = center_key
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.windower(d[key], d[self.center_key])
+        return d

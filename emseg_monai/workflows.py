@@ -1,0 +1,147 @@
+"""Run the bundle configs from Python: each stage of the pipeline is one config (or config + overlay).
+
+``emseg`` and the demo call these; they only translate arguments into config overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigWorkflow
+
+from emseg_monai import default_bundle_root
+from emseg_monai.errors import InputError
+from emseg_monai.io.stacks import atomic_write
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "emseg.json"
+# Settings that must agree between training and inference; recorded beside the weights.
+SHARED_KEYS = ("stage1_features", "scm_features", "scm_window", "scm_input", "stage1_downsample", "scm_downsample")
+
+
+def config_path(name: str, bundle_root: str | Path | None = None) -> str:
+    """Path of ``configs/<name>`` in the bundle folder."""
+    root = Path(bundle_root or default_bundle_root())
+    path = root / "configs" / name
+    if not path.is_file():
+        raise InputError(f"bundle config not found: {path} (is the bundle folder {root} complete?)")
+    return str(path)
+
+
+def run_config(names: list[str], bundle_root: str | Path | None = None, **overrides: Any) -> Any:
+    """Run bundle config(s) ``names`` (merged left to right) with ``overrides``; return the run's result."""
+    files = [config_path(n, bundle_root) for n in names]
+    meta = config_path("metadata.json", bundle_root)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    logger.info("running %s with %s", " + ".join(names), overrides)
+    start = time.perf_counter()
+    workflow = ConfigWorkflow(config_file=files, meta_file=meta, logging_file=False, workflow_type=None, **overrides)
+    workflow.initialize()
+    try:
+        result = workflow.run()
+    finally:
+        workflow.finalize()
+    logger.info("%s finished in %.1f s", " + ".join(names), time.perf_counter() - start)
+    return result
+
+
+def train_pipeline(
+    image_file: str | Path,
+    label_file: str | Path,
+    labeled_slices: str,
+    output_dir: str | Path,
+    stage1: dict[str, Any] | None = None,
+    scm: dict[str, Any] | None = None,
+    mpp: dict[str, Any] | None = None,
+    shared: dict[str, Any] | None = None,
+    device: str | None = None,
+    bundle_root: str | Path | None = None,
+) -> dict[str, float]:
+    """Train both stages on one stack: stage 1, stage-1 inference, MPP, SCM.
+
+    Writes, in ``output_dir``: ``models/stage1.pt``, ``stage1_prob.tif``, ``stage1_mask.tif``,
+    ``mpp_mask.tif``, ``models/scm.pt`` and ``models/emseg.json`` (the settings inference needs).
+
+    Parameters
+    ----------
+    stage1, scm : dict or None
+        Overrides of train.yaml for stage 1 and of train.yaml + scm_train.yaml for the SCM
+        (``epochs``, ``batch_size``, ``crop_size``, ...).
+    mpp : dict or None
+        Overrides of mpp.yaml (``min_size``, ``erosions_per_step``, ...).
+    shared : dict or None
+        Settings both training and inference need (keys of ``SHARED_KEYS``).
+
+    Returns
+    -------
+    dict
+        Wall time in seconds of each step.
+    """
+    out = Path(output_dir)
+    models = out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    shared = {k: v for k, v in (shared or {}).items() if v is not None}
+    common = {"image_file": str(image_file), "label_file": str(label_file), "labeled_slices": labeled_slices,
+              "output_dir": str(out), "ckpt_dir": str(models), "device": device}
+    times: dict[str, float] = {}
+
+    def timed(step: str, names: list[str], **overrides: Any) -> None:
+        start = time.perf_counter()
+        run_config(names, bundle_root, **overrides)
+        times[step] = time.perf_counter() - start
+
+    timed("stage 1 training", ["train.yaml"], **common, **_pick(shared, "stage1"), **(stage1 or {}))
+    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], **common, **shared)
+    timed("MPP", ["mpp.yaml"], **{k: common[k] for k in ("label_file", "labeled_slices", "output_dir")}, **(mpp or {}))
+    timed("SCM training", ["train.yaml", "scm_train.yaml"], **common, **_pick(shared, "scm"), **(scm or {}))
+    settings = {k: shared[k] for k in SHARED_KEYS if k in shared}
+    atomic_write(models / SETTINGS_FILE, lambda tmp: tmp.write_text(json.dumps(settings, indent=2)))
+    return times
+
+
+def _pick(shared: dict[str, Any], stage: str) -> dict[str, Any]:
+    """train.yaml overrides (``features``, ``downsample``, ``scm_window`` ...) for one stage."""
+    picked = {}
+    if f"{stage}_features" in shared:
+        picked["features"] = shared[f"{stage}_features"]
+    if f"{stage}_downsample" in shared:
+        picked["downsample"] = shared[f"{stage}_downsample"]
+    if stage == "scm":
+        picked.update({k: shared[k] for k in ("scm_window", "scm_input") if k in shared})
+    return picked
+
+
+def load_settings(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The inference settings recorded beside the weights (``emseg.json``), or {} when absent."""
+    path = Path(ckpt_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"cannot parse {path}: {exc}") from None
+    return {k: v for k, v in settings.items() if k in SHARED_KEYS}
+
+
+def segment_file(
+    image_file: str | Path,
+    output_file: str | Path,
+    ckpt_dir: str | Path | None = None,
+    bundle_root: str | Path | None = None,
+    **overrides: Any,
+) -> Any:
+    """Run inference.yaml on one stack with the weights (and recorded settings) in ``ckpt_dir``."""
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else Path(bundle_root or default_bundle_root()) / "models"
+    for name in ("stage1.pt",) + (("scm.pt",) if overrides.get("use_scm", True) else ()):
+        if not (ckpt_dir / name).is_file():
+            raise InputError(f"weights not found: {ckpt_dir / name} (train with `emseg train` or pass --models)")
+    settings = load_settings(ckpt_dir)
+    return run_config(
+        ["inference.yaml"], bundle_root, image_file=str(image_file), output_file=str(output_file),
+        ckpt_dir=str(ckpt_dir), **{**settings, **overrides},
+    )
