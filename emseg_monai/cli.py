@@ -165,6 +165,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The input error behind ``exc`` (bundle configs wrap errors raised while they are parsed), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (InputError, FileNotFoundError, PermissionError, IsADirectoryError)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "segment": cmd_segment, "evaluate": cmd_evaluate}
 
 
@@ -176,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return COMMANDS[args.command](args)
-    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        if args.debug:
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is None or args.debug:
             raise
-        print(f"emseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"emseg {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"emseg {args.command}: interrupted", file=sys.stderr)

@@ -27,7 +27,8 @@ class StackSliceDataset(torch.utils.data.Dataset):
     window : int
         N, odd.
     length : int or None
-        Dataset length; indices are cycled, so a few slices can fill a long epoch.
+        Dataset length; indices are cycled, so a few slices can fill a long epoch. Without indices
+        the dataset is empty (a disabled validation still builds its evaluator).
     transform : callable or None
         Applied to each sample dict (MONAI dictionary transforms).
     """
@@ -44,10 +45,8 @@ class StackSliceDataset(torch.utils.data.Dataset):
         self.image = image
         self.label = label
         self.indices = np.asarray(indices, dtype=np.int64)
-        if self.indices.size == 0:
-            raise ValueError("StackSliceDataset needs at least one slice index, got none")
         self.window = window
-        self.length = int(length) if length else len(self.indices)
+        self.length = (int(length) if length else len(self.indices)) if self.indices.size else 0
         self.transform = transform
 
     def __len__(self) -> int:

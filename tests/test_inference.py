@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import BasicUNet
+
+from emseg_monai.inference import predict_stack, run_mpp, run_stage1, segment, to_mask
+from emseg_monai.io import read_mask, read_stack, write_stack
+from tests.conftest import TINY_FEATURES
+
+
+class MeanOfWindow(torch.nn.Module):
+    """Logit whose sigmoid is the mean of the input channels (to check windows and resizing)."""
+
+    def forward(self, x):
+        p = x.mean(dim=1, keepdim=True).clamp(1e-4, 1 - 1e-4)
+        return torch.log(p / (1 - p))
+
+
+def unet(in_channels=1):
+    torch.manual_seed(0)
+    return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=1, features=TINY_FEATURES)
+
+
+def test_predict_stack_uses_windows_with_repeated_ends():
+    stack = np.zeros((5, 8, 8), np.float32)
+    stack[0] = 1.0
+    out = predict_stack(MeanOfWindow(), stack, window=3, progress=False)
+    assert out.dtype == np.uint8 and out.shape == stack.shape
+    # slice 0 sees (0, 0, 1): mean 2/3; slice 1 sees (0, 1, 2): 1/3; slice 2 sees nothing of slice 0
+    assert out[0, 0, 0] == round(255 * 2 / 3) and out[1, 0, 0] == round(255 / 3) and out[2].max() <= 1
+
+
+def test_predict_stack_downsample_keeps_shape_and_values():
+    stack = np.full((3, 20, 30), 0.5, np.float32)
+    out = predict_stack(MeanOfWindow(), stack, downsample=2, batch_size=2, progress=False)
+    assert out.shape == (3, 20, 30)
+    assert np.abs(out.astype(int) - 128).max() <= 1
+
+
+def test_predict_stack_flips_match_for_symmetric_net():
+    stack = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
+    a = predict_stack(MeanOfWindow(), stack, flips=True, progress=False)
+    b = predict_stack(MeanOfWindow(), stack, flips=False, progress=False)
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_predict_stack_rejects_even_window_and_2d():
+    with pytest.raises(ValueError, match="odd"):
+        predict_stack(MeanOfWindow(), np.zeros((3, 8, 8), np.float32), window=2)
+    with pytest.raises(ValueError, match="Z, Y, X"):
+        predict_stack(MeanOfWindow(), np.zeros((8, 8), np.float32))
+
+
+def test_segment_shapes_and_stage1_only():
+    image = np.random.default_rng(1).integers(0, 255, (6, 40, 36), dtype=np.uint8)
+    result = segment(image, unet(), unet(3), window=3, progress=False)
+    assert {k: v.shape for k, v in result.items()} == {k: image.shape for k in ("stage1_prob", "final_prob", "final_mask")}
+    assert set(np.unique(result["final_mask"])) <= {0, 255}
+    alone = segment(image, unet(), None, progress=False)
+    np.testing.assert_array_equal(alone["final_prob"], alone["stage1_prob"])
+
+
+def test_to_mask_threshold():
+    prob = np.array([[[0, 127, 128, 255]]], np.uint8)
+    np.testing.assert_array_equal(to_mask(prob, 0.5), [[[0, 0, 255, 255]]])
+
+
+def test_run_stage1_and_run_mpp_write_files(tiny_data, tmp_path):
+    paths = run_stage1(unet(), tiny_data / "image.tif", tmp_path / "out", device="cpu")
+    assert read_stack(paths["prob"]).shape == (12, 32, 32)
+    target = run_mpp(paths["mask"], tiny_data / "label.tif", "every:3", tmp_path / "out" / "mpp.tif", min_size=4)
+    np.testing.assert_array_equal(read_mask(target)[::3], read_mask(tiny_data / "label.tif")[::3])
+
+
+def test_run_stage1_missing_image_writes_nothing(tmp_path):
+    from emseg_monai.errors import InputError
+
+    with pytest.raises(InputError, match="does not exist"):
+        run_stage1(unet(), tmp_path / "nope.tif", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_write_then_segment_nifti_roundtrip(tmp_path):
+    image = np.random.default_rng(2).integers(0, 255, (4, 16, 16), dtype=np.uint8)
+    write_stack(tmp_path / "img.nii.gz", image)
+    np.testing.assert_array_equal(read_stack(tmp_path / "img.nii.gz"), image)
