@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--slices", default="all", help='slices scored, e.g. "all" or "1:165"')
     ev.add_argument("--csv", default=None, help="write per-slice scores to this CSV file")
     ev.add_argument("--json", default=None, help="write the summary to this JSON file")
-    ev.add_argument("--overwrite", action="store_true", help="replace existing CSV / JSON files")
+    ev.add_argument("--overlay", default=None, help="write a PNG of one slice: TP green, FN red, FP blue")
+    ev.add_argument("--image", default=None, help="the image stack, the overlay's grey background")
+    ev.add_argument("--overlay-slice", type=int, default=None, help="slice of the overlay (default: middle)")
+    ev.add_argument("--dice-plot", default=None, help="write a PNG of Dice per slice along Z")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
 
 
@@ -120,16 +124,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     parse_slice_spec(args.labeled, image.shape[0])
     if args.window is not None:
         check_window(args.window)
-    common = {"epochs": args.epochs, "iterations_per_epoch": args.iterations, "batch_size": args.batch_size,
-              "crop_size": args.crop_size, "val_slices": args.val_slices, "seed": args.seed}
-    shared = {"stage1_features": args.features, "scm_features": args.features, "scm_window": args.window,
-              "scm_input": args.scm_input, "stage1_downsample": args.downsample, "scm_downsample": args.downsample}
-    mpp = {"min_size": args.min_size, "spread_min_size": args.spread_min_size,
-           "erosions_per_step": args.erosions_per_step}
+    common = {
+        "epochs": args.epochs,
+        "iterations_per_epoch": args.iterations,
+        "batch_size": args.batch_size,
+        "crop_size": args.crop_size,
+        "val_slices": args.val_slices,
+        "seed": args.seed,
+    }
+    shared = {
+        "stage1_features": args.features,
+        "scm_features": args.features,
+        "scm_window": args.window,
+        "scm_input": args.scm_input,
+        "stage1_downsample": args.downsample,
+        "scm_downsample": args.downsample,
+    }
+    mpp = {
+        "min_size": args.min_size,
+        "spread_min_size": args.spread_min_size,
+        "erosions_per_step": args.erosions_per_step,
+    }
     start = time.perf_counter()
     times = train_pipeline(
-        args.image, args.label, args.labeled, folder, stage1=common, scm={**common, "epochs": args.scm_epochs},
-        mpp={k: v for k, v in mpp.items() if v is not None}, shared=shared, device=args.device,
+        args.image,
+        args.label,
+        args.labeled,
+        folder,
+        stage1=common,
+        scm={**common, "epochs": args.scm_epochs},
+        mpp={k: v for k, v in mpp.items() if v is not None},
+        shared=shared,
+        device=args.device,
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
     print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); weights in {folder / 'models'}")
@@ -144,8 +170,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     segment_file(
-        args.image, args.output, ckpt_dir=args.models, use_scm=not args.no_scm, flips=args.flips,
-        batch_size=args.batch_size, save_stage1=args.save_stage1, device=args.device, overwrite=args.overwrite,
+        args.image,
+        args.output,
+        ckpt_dir=args.models,
+        use_scm=not args.no_scm,
+        flips=args.flips,
+        batch_size=args.batch_size,
+        save_stage1=args.save_stage1,
+        device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.output} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -155,11 +188,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from emseg_monai.evaluation.report import evaluate_files
     from emseg_monai.io.stacks import check_output_path
 
-    for extra in (args.csv, args.json):
+    for extra in (args.csv, args.json, args.overlay, args.dice_plot):
         if extra:
             check_output_path(extra, overwrite=args.overwrite)
+    if args.overlay and not args.image:
+        raise InputError("--overlay needs --image, the image stack to draw on")
     summary = evaluate_files(args.pred, args.truth, args.slices, args.csv, args.json, overwrite=args.overwrite)
     print(f"Dice {100 * summary['dice']:.2f}%  IoU {100 * summary['iou']:.2f}%  ({summary['slices']} slices)")
+    if args.overlay or args.dice_plot:
+        _figures(args)
     if args.debug:
         print(json.dumps(summary, indent=2))
     return 0
@@ -176,6 +213,24 @@ def _user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _figures(args: argparse.Namespace) -> None:
+    from emseg_monai.evaluation.figures import save_dice_along_z, save_overlay
+    from emseg_monai.io.stacks import read_mask, read_stack
+
+    pred = read_mask(args.pred)
+    truth = read_mask(args.truth, shape=pred.shape)
+    if args.dice_plot:
+        print(f"wrote {save_dice_along_z(args.dice_plot, {'prediction': pred}, truth, overwrite=args.overwrite)}")
+    if args.overlay:
+        image = read_stack(args.image)
+        if image.shape != pred.shape:
+            raise InputError(f"image {args.image} has shape {image.shape}, the masks {pred.shape}")
+        z = pred.shape[0] // 2 if args.overlay_slice is None else args.overlay_slice
+        if not 0 <= z < pred.shape[0]:
+            raise InputError(f"--overlay-slice {z} is outside the stack of {pred.shape[0]} slices")
+        print(f"wrote {save_overlay(args.overlay, image[z], pred[z], truth[z], overwrite=args.overwrite)}")
+
+
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "segment": cmd_segment, "evaluate": cmd_evaluate}
 
 
@@ -183,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("ignite", "monai.bundle"):
+    for noisy in ("monai.bundle",):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return COMMANDS[args.command](args)

@@ -9,8 +9,9 @@ from typing import Any
 
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.data.synthetic import make_synthetic_stack
+from emseg_monai.evaluation.figures import save_dice_along_z, save_overlay
 from emseg_monai.evaluation.metrics import dice_iou, markdown_table, write_per_slice_csv
-from emseg_monai.io.stacks import atomic_write, read_mask, write_stack
+from emseg_monai.io.stacks import atomic_write, read_mask, read_stack, write_stack
 from emseg_monai.workflows import segment_file, train_pipeline
 
 logger = logging.getLogger(__name__)
@@ -18,12 +19,28 @@ logger = logging.getLogger(__name__)
 # Sized to finish in a few minutes on 2 CPU cores.
 DEMO_SHAPE = (40, 128, 128)
 DEMO_LABELED = "every:4"
-DEMO_SHARED = {"stage1_features": [16, 16, 32, 64, 128, 16], "scm_features": [16, 16, 32, 64, 128, 16],
-               "scm_window": 7, "scm_input": "prob"}
-DEMO_STAGE1 = {"epochs": 16, "iterations_per_epoch": 20, "batch_size": 8, "crop_size": 96, "val_interval": 4,
-               "learning_rate": 0.003}
-DEMO_SCM = {"epochs": 12, "iterations_per_epoch": 20, "batch_size": 8, "crop_size": 96, "val_interval": 4,
-            "learning_rate": 0.003}
+DEMO_SHARED = {
+    "stage1_features": [16, 16, 32, 64, 128, 16],
+    "scm_features": [16, 16, 32, 64, 128, 16],
+    "scm_window": 7,
+    "scm_input": "prob",
+}
+DEMO_STAGE1 = {
+    "epochs": 16,
+    "iterations_per_epoch": 20,
+    "batch_size": 8,
+    "crop_size": 96,
+    "val_interval": 4,
+    "learning_rate": 0.003,
+}
+DEMO_SCM = {
+    "epochs": 12,
+    "iterations_per_epoch": 20,
+    "batch_size": 8,
+    "crop_size": 96,
+    "val_interval": 4,
+    "learning_rate": 0.003,
+}
 DEMO_MPP = {"min_size": 20, "spread_min_size": 30, "erosions_per_step": 1}
 
 
@@ -52,13 +69,20 @@ def run_demo(
     logger.info("demo data: two synthetic stacks of %s in %s", shape, data)
 
     times = train_pipeline(
-        *files["train"], DEMO_LABELED, out, stage1={**DEMO_STAGE1, "seed": seed, **(stage1 or {})},
-        scm={**DEMO_SCM, "seed": seed, **(scm or {})}, mpp=DEMO_MPP, shared=DEMO_SHARED, device=device,
+        *files["train"],
+        DEMO_LABELED,
+        out,
+        stage1={**DEMO_STAGE1, "seed": seed, **(stage1 or {})},
+        scm={**DEMO_SCM, "seed": seed, **(scm or {})},
+        mpp=DEMO_MPP,
+        shared=DEMO_SHARED,
+        device=device,
     )
     for name in ("train", "test"):
         t0 = time.perf_counter()
-        segment_file(files[name][0], out / f"{name}_final_mask.tif", ckpt_dir=out / "models", save_stage1=True,
-                     device=device)
+        segment_file(
+            files[name][0], out / f"{name}_final_mask.tif", ckpt_dir=out / "models", save_stage1=True, device=device
+        )
         times[f"segment {name} stack"] = time.perf_counter() - t0
 
     truth = {name: read_mask(files[name][1]) for name in files}
@@ -76,22 +100,31 @@ def run_demo(
     for (stack, method), p in pred.items():
         name = method.replace(" + ", "_").replace(" ", "")
         write_per_slice_csv(out / f"per_slice_{stack}_{name}.csv", p, truth[stack])
+    z = shape[0] // 2 + 1
+    test_image = read_stack(files["test"][0])
+    save_overlay(out / "overlay_test_stage1.png", test_image[z], pred[("test", "stage 1")][z], truth["test"][z])
+    save_overlay(out / "overlay_test_scm.png", test_image[z], pred[("test", "stage 1 + SCM")][z], truth["test"][z])
+    save_dice_along_z(out / "dice_along_z_test.png", {m: p for (s, m), p in pred.items() if s == "test"}, truth["test"])
     total = time.perf_counter() - start
-    report = "\n".join([
-        f"## emseg demo: synthetic stacks of {shape[0]} x {shape[1]} x {shape[2]} (Z, Y, X), seed {seed}",
-        "",
-        f"Trained on {labeled.size} labeled slices ({DEMO_LABELED}) of the training stack.",
-        "",
-        f"### Unlabeled slices of the training stack ({unlabeled.size} slices, voxels pooled)",
-        "",
-        markdown_table(rows_train),
-        "",
-        f"### Held-out stack (all {shape[0]} slices, voxels pooled; MPP needs labeled slices, so no MPP row)",
-        "",
-        markdown_table(rows_test),
-        "",
-        "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f"; total {total:.0f} s.",
-    ])
+    report = "\n".join(
+        [
+            f"## emseg demo: synthetic stacks of {shape[0]} x {shape[1]} x {shape[2]} (Z, Y, X), seed {seed}",
+            "",
+            f"Trained on {labeled.size} labeled slices ({DEMO_LABELED}) of the training stack.",
+            "",
+            f"### Unlabeled slices of the training stack ({unlabeled.size} slices, voxels pooled)",
+            "",
+            markdown_table(rows_train),
+            "",
+            f"### Held-out stack (all {shape[0]} slices, voxels pooled; MPP needs labeled slices, so no MPP row)",
+            "",
+            markdown_table(rows_test),
+            "",
+            f"Pictures: overlay_test_stage1.png and overlay_test_scm.png (slice {z} of the held-out stack; true"
+            " positives green, false negatives red, false positives blue), dice_along_z_test.png.",
+            "",
+            "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f"; total {total:.0f} s.",
+        ]
+    )
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(report + "\n"))
     return report
-

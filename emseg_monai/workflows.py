@@ -86,8 +86,14 @@ def train_pipeline(
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     shared = {k: v for k, v in (shared or {}).items() if v is not None}
-    common = {"image_file": str(image_file), "label_file": str(label_file), "labeled_slices": labeled_slices,
-              "output_dir": str(out), "ckpt_dir": str(models), "device": device}
+    common = {
+        "image_file": str(image_file),
+        "label_file": str(label_file),
+        "labeled_slices": labeled_slices,
+        "output_dir": str(out),
+        "ckpt_dir": str(models),
+        "device": device,
+    }
     times: dict[str, float] = {}
 
     def timed(step: str, names: list[str], **overrides: Any) -> None:
@@ -142,6 +148,10 @@ def segment_file(
             raise InputError(f"weights not found: {ckpt_dir / name} (train with `emseg train` or pass --models)")
     settings = load_settings(ckpt_dir)
     return run_config(
-        ["inference.yaml"], bundle_root, image_file=str(image_file), output_file=str(output_file),
-        ckpt_dir=str(ckpt_dir), **{**settings, **overrides},
+        ["inference.yaml"],
+        bundle_root,
+        image_file=str(image_file),
+        output_file=str(output_file),
+        ckpt_dir=str(ckpt_dir),
+        **{**settings, **overrides},
     )

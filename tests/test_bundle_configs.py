@@ -10,14 +10,25 @@ from emseg_monai.io import read_mask, read_stack
 from tests.conftest import TINY_FEATURES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "bundle" / "configs"
-TRAIN = {"epochs": 2, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_interval": 1,
-         "features": TINY_FEATURES, "labeled_slices": "every:3", "device": "cpu"}
+TRAIN = {
+    "epochs": 2,
+    "iterations_per_epoch": 2,
+    "batch_size": 2,
+    "crop_size": 32,
+    "val_interval": 1,
+    "features": TINY_FEATURES,
+    "labeled_slices": "every:3",
+    "device": "cpu",
+}
 
 
 def run(names, workflow_type=None, **overrides):
     workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / n) for n in names], meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"), workflow_type=workflow_type, **overrides,
+        config_file=[str(CONFIGS / n) for n in names],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        **overrides,
     )
     workflow.initialize()
     assert not workflow.check_properties()
@@ -35,8 +46,17 @@ def pipeline(tiny_data, tmp_path_factory):
     run(["inference.yaml", "stage1_infer.yaml"], **common, **models, stage1_features=TINY_FEATURES, device="cpu")
     run(["mpp.yaml"], **common, labeled_slices="every:3", min_size=4, spread_min_size=4, erosions_per_step=1)
     run(["train.yaml", "scm_train.yaml"], "train", **common, **TRAIN, scm_window=3)
-    run(["inference.yaml"], **common, **models, image_file=str(tiny_data / "test_image.tif"),
-        stage1_features=TINY_FEATURES, scm_features=TINY_FEATURES, scm_window=3, device="cpu", save_stage1=True)
+    run(
+        ["inference.yaml"],
+        **common,
+        **models,
+        image_file=str(tiny_data / "test_image.tif"),
+        stage1_features=TINY_FEATURES,
+        scm_features=TINY_FEATURES,
+        scm_window=3,
+        device="cpu",
+        save_stage1=True,
+    )
     run(["evaluate.yaml"], **common, label_file=str(tiny_data / "test_label.tif"))
     return out
 
@@ -72,6 +92,12 @@ def test_evaluate_writes_reports(pipeline):
 
 
 def test_training_without_validation_saves_final_weights(tiny_data, tmp_path):
-    run(["train.yaml"], "train", dataset_dir=str(tiny_data), output_dir=str(tmp_path), **{**TRAIN, "epochs": 1},
-        val_slices="none")
+    run(
+        ["train.yaml"],
+        "train",
+        dataset_dir=str(tiny_data),
+        output_dir=str(tmp_path),
+        **{**TRAIN, "epochs": 1},
+        val_slices="none",
+    )
     assert (tmp_path / "models" / "stage1.pt").is_file()

@@ -9,9 +9,32 @@ from emseg_monai.io import read_mask, read_stack, write_stack
 from tests.conftest import TINY_FEATURES
 
 FEATURES = ",".join(map(str, TINY_FEATURES))
-TRAIN_ARGS = ["--labeled", "every:3", "--epochs", "1", "--scm-epochs", "1", "--iterations", "2", "--batch-size", "2",
-              "--crop-size", "32", "--features", FEATURES, "--window", "3", "--min-size", "4",
-              "--spread-min-size", "4", "--erosions-per-step", "1", "--device", "cpu"]
+TRAIN_ARGS = [
+    "--labeled",
+    "every:3",
+    "--epochs",
+    "1",
+    "--scm-epochs",
+    "1",
+    "--iterations",
+    "2",
+    "--batch-size",
+    "2",
+    "--crop-size",
+    "32",
+    "--features",
+    FEATURES,
+    "--window",
+    "3",
+    "--min-size",
+    "4",
+    "--spread-min-size",
+    "4",
+    "--erosions-per-step",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def one_line_error(capsys, argv, match):
@@ -24,8 +47,20 @@ def one_line_error(capsys, argv, match):
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_run") / "run"
-    assert main(["--quiet", "train", str(tiny_data / "image.tif"), str(tiny_data / "label.tif"), "--output", str(out),
-                 *TRAIN_ARGS]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "train",
+                str(tiny_data / "image.tif"),
+                str(tiny_data / "label.tif"),
+                "--output",
+                str(out),
+                *TRAIN_ARGS,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -37,8 +72,21 @@ def test_train_writes_weights_and_settings(trained):
 
 def test_segment_then_evaluate(trained, tiny_data, tmp_path, capsys):
     out = tmp_path / "masks.tif"
-    assert main(["--quiet", "segment", str(tiny_data / "test_image.tif"), str(out), "--models",
-                 str(trained / "models"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "segment",
+                str(tiny_data / "test_image.tif"),
+                str(out),
+                "--models",
+                str(trained / "models"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     masks = read_stack(out)
     assert masks.shape == read_stack(tiny_data / "test_image.tif").shape and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 255}
@@ -52,15 +100,30 @@ def test_segment_then_evaluate(trained, tiny_data, tmp_path, capsys):
 def test_segment_refuses_existing_output(trained, tiny_data, tmp_path, capsys):
     out = tmp_path / "masks.tif"
     out.write_bytes(b"keep me")
-    one_line_error(capsys, ["segment", str(tiny_data / "test_image.tif"), str(out), "--models",
-                            str(trained / "models")], "output exists")
+    one_line_error(
+        capsys,
+        ["segment", str(tiny_data / "test_image.tif"), str(out), "--models", str(trained / "models")],
+        "output exists",
+    )
     assert out.read_bytes() == b"keep me"
 
 
 def test_segment_stage1_only(trained, tiny_data, tmp_path):
     out = tmp_path / "s1.nii.gz"
-    assert main(["--quiet", "segment", str(tiny_data / "test_image.tif"), str(out), "--models",
-                 str(trained / "models"), "--no-scm"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "segment",
+                str(tiny_data / "test_image.tif"),
+                str(out),
+                "--models",
+                str(trained / "models"),
+                "--no-scm",
+            ]
+        )
+        == 0
+    )
     assert read_mask(out).shape == (12, 32, 32)
 
 
@@ -76,25 +139,41 @@ def test_bad_inputs_give_one_line(tiny_data, tmp_path, capsys):
     tifffile.imwrite(flat, np.zeros((32, 32), np.uint8))
     out = str(tmp_path / "run")
     one_line_error(capsys, ["train", str(flat), label, "--labeled", "0", "--output", out], "2D image")
-    one_line_error(capsys, ["train", image, str(tmp_path / "two.tif"), "--labeled", "0", "--output", out],
-                   "expected (12, 32, 32)")
+    one_line_error(
+        capsys, ["train", image, str(tmp_path / "two.tif"), "--labeled", "0", "--output", out], "expected (12, 32, 32)"
+    )
     one_line_error(capsys, ["train", image, label, "--labeled", "0,40", "--output", out], "[40]")
     one_line_error(capsys, ["train", image, label, "--labeled", "0", "--window", "4", "--output", out], "got 4")
     write_stack(tmp_path / "grey.tif", np.full((12, 32, 32), 7, np.uint8))
-    one_line_error(capsys, ["train", image, str(tmp_path / "grey.tif"), "--labeled", "0", "--output", out],
-                   "values 7 found")
+    one_line_error(
+        capsys, ["train", image, str(tmp_path / "grey.tif"), "--labeled", "0", "--output", out], "values 7 found"
+    )
     assert not (tmp_path / "run").exists()
 
 
 def test_train_refuses_non_empty_output(tiny_data, tmp_path, capsys):
     (tmp_path / "old.txt").write_text("results")
-    one_line_error(capsys, ["train", str(tiny_data / "image.tif"), str(tiny_data / "label.tif"), "--labeled", "0",
-                            "--output", str(tmp_path)], "not empty")
+    one_line_error(
+        capsys,
+        [
+            "train",
+            str(tiny_data / "image.tif"),
+            str(tiny_data / "label.tif"),
+            "--labeled",
+            "0",
+            "--output",
+            str(tmp_path),
+        ],
+        "not empty",
+    )
     assert (tmp_path / "old.txt").read_text() == "results"
 
 
 def test_console_script_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "emseg_monai.cli", "evaluate", str(tmp_path / "a.tif"),
-                           str(tmp_path / "b.tif")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emseg_monai.cli", "evaluate", str(tmp_path / "a.tif"), str(tmp_path / "b.tif")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("emseg evaluate: error: stack file does not exist")

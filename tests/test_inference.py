@@ -54,7 +54,9 @@ def test_predict_stack_rejects_even_window_and_2d():
 def test_segment_shapes_and_stage1_only():
     image = np.random.default_rng(1).integers(0, 255, (6, 40, 36), dtype=np.uint8)
     result = segment(image, unet(), unet(3), window=3, progress=False)
-    assert {k: v.shape for k, v in result.items()} == {k: image.shape for k in ("stage1_prob", "final_prob", "final_mask")}
+    assert {k: v.shape for k, v in result.items()} == {
+        k: image.shape for k in ("stage1_prob", "final_prob", "final_mask")
+    }
     assert set(np.unique(result["final_mask"])) <= {0, 255}
     alone = segment(image, unet(), None, progress=False)
     np.testing.assert_array_equal(alone["final_prob"], alone["stage1_prob"])

@@ -120,7 +120,9 @@ def load_scm_stack(
     size = scaled_size(prob.shape[1:], downsample)
     train = parse_slice_spec(train_slices, prob.shape[0])
     val = select_val_slices(val_slices, labeled, truth, prob.shape[0], val_max_slices)
-    logger.info("SCM: %d training slices, %d validation slices, inputs %r at %s", train.size, val.size, input_kind, size)
+    logger.info(
+        "SCM: %d training slices, %d validation slices, inputs %r at %s", train.size, val.size, input_kind, size
+    )
     return TrainingStack(
         resize_slices(scm_inputs(prob, input_kind, threshold), size),
         resize_slices(target, size, binary=True),

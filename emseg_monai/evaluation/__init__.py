@@ -1,5 +1,6 @@
 """Evaluation: Dice and IoU pooled over the stack and per slice, reports."""
 
+from emseg_monai.evaluation.figures import overlay_rgb, save_dice_along_z, save_overlay
 from emseg_monai.evaluation.metrics import (
     counts,
     dice_iou,
@@ -9,4 +10,14 @@ from emseg_monai.evaluation.metrics import (
 )
 from emseg_monai.evaluation.report import evaluate_files
 
-__all__ = ["evaluate_files", "counts", "dice_iou", "markdown_table", "per_slice_scores", "write_per_slice_csv"]
+__all__ = [
+    "evaluate_files",
+    "overlay_rgb",
+    "save_dice_along_z",
+    "save_overlay",
+    "counts",
+    "dice_iou",
+    "markdown_table",
+    "per_slice_scores",
+    "write_per_slice_csv",
+]

@@ -82,7 +82,9 @@ def write_per_slice_csv(path: str | Path, pred: np.ndarray, truth: np.ndarray, o
     return atomic_write(path, lambda tmp: tmp.write_text(text.getvalue()), overwrite=overwrite)
 
 
-def markdown_table(rows: Sequence[tuple[str, float, float]], header: tuple[str, str, str] = ("method", "Dice (%)", "IoU (%)")) -> str:
+def markdown_table(
+    rows: Sequence[tuple[str, float, float]], header: tuple[str, str, str] = ("method", "Dice (%)", "IoU (%)")
+) -> str:
     """Markdown table of (name, dice, iou) rows, scores given in [0, 1] and shown in % with 2 decimals."""
     lines = [f"| {header[0]} | {header[1]} | {header[2]} |", "|---|---:|---:|"]
     lines += [f"| {name} | {100 * d:.2f} | {100 * i:.2f} |" for name, d, i in rows]

@@ -48,5 +48,7 @@ def evaluate_files(
         write_per_slice_csv(csv_file, pred, truth, overwrite=overwrite)
     if json_file:
         atomic_write(json_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), overwrite=overwrite)
-    logger.info("%s vs %s on %d slices: Dice %.2f%%, IoU %.2f%%", pred_file, label_file, chosen.size, 100 * dice, 100 * iou)
+    logger.info(
+        "%s vs %s on %d slices: Dice %.2f%%, IoU %.2f%%", pred_file, label_file, chosen.size, 100 * dice, 100 * iou
+    )
     return summary

@@ -39,9 +39,7 @@ def stage1(
     progress: bool = True,
 ) -> np.ndarray:
     """Stage-1 probabilities (Z, Y, X) uint8 0..255 of a raw (Z, Y, X) image stack of any dtype."""
-    return predict_stack(
-        network, normalize_stack(image), 1, downsample, batch_size, device, flips, "stage 1", progress
-    )
+    return predict_stack(network, normalize_stack(image), 1, downsample, batch_size, device, flips, "stage 1", progress)
 
 
 def scm(
@@ -131,7 +129,9 @@ def segment(
     prob1 = stage1(stage1_network, image, stage1_downsample, batch_size, device, flips, progress)
     final = prob1
     if scm_network is not None:
-        final = scm(scm_network, prob1, window, input_kind, threshold, scm_downsample, batch_size, device, flips, progress)
+        final = scm(
+            scm_network, prob1, window, input_kind, threshold, scm_downsample, batch_size, device, flips, progress
+        )
     return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, threshold)}
 
 
@@ -159,9 +159,17 @@ def run_segment(
         stem = Path(output_file).name.split(".")[0]
         folder = Path(output_file).parent
         write_stack(folder / f"{stem}_stage1_prob.tif", result["stage1_prob"], overwrite=overwrite)
-        write_stack(folder / f"{stem}_stage1_mask.tif", to_mask(result["stage1_prob"], kwargs.get("threshold", 0.5)), overwrite=overwrite)
+        write_stack(
+            folder / f"{stem}_stage1_mask.tif",
+            to_mask(result["stage1_prob"], kwargs.get("threshold", 0.5)),
+            overwrite=overwrite,
+        )
     logger.info(
         "segmented %s %s in %.1f s (%.2f Mvoxel/s) -> %s",
-        image_file, image.shape, elapsed, image.size / elapsed / 1e6, path,
+        image_file,
+        image.shape,
+        elapsed,
+        image.size / elapsed / 1e6,
+        path,
     )
     return path

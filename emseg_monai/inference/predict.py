@@ -65,7 +65,9 @@ def predict_stack(
     out = np.empty(stack.shape, dtype=np.uint8)
     network.eval()
     with torch.inference_mode():
-        for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False):
+        for start in tqdm(
+            range(0, n, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False
+        ):
             centers = np.arange(start, min(start + batch_size, n))
             batch = torch.from_numpy(reduced[window_indices(centers, n, window)]).to(device)
             prob = _forward(network, batch, flips)

@@ -9,7 +9,9 @@ import torch
 from emseg_monai.errors import InputError
 
 
-def load_weights(network: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+def load_weights(
+    network: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Load a checkpoint into ``network`` in place and return it.
 
     Accepts a plain state dict, or a dict holding one under ``"model"`` / ``"network"`` /

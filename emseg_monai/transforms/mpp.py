@@ -204,7 +204,9 @@ class MPP(Transform):
 
     def __call__(self, mask, labels=None):  # type: ignore[override]
         mask_np = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
-        labels_np = None if labels is None else np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+        labels_np = (
+            None if labels is None else np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+        )
         channel = mask_np.ndim == 4
         if channel:
             mask_np = mask_np[0]

@@ -65,7 +65,9 @@ class SliceWindow(Transform):
 class SliceWindowd(MapTransform):
     """Dictionary transform: replace each (Z, Y, X) stack in ``keys`` by its window around ``data[center_key]``."""
 
-    def __init__(self, keys: KeysCollection, window: int = 15, center_key: str = "slice", allow_missing_keys: bool = False):
+    def __init__(
+        self, keys: KeysCollection, window: int = 15, center_key: str = "slice", allow_missing_keys: bool = False
+    ):
         super().__init__(keys, allow_missing_keys)
         self.windower = SliceWindow(window)
         self.center_key = center_key
