@@ -57,18 +57,40 @@ def main() -> None:
         models.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if not (args.reuse and (models / "stage1.pt").is_file()):
-            run_config(["train.yaml"], image_file=str(image), label_file=str(label), labeled_slices=args.labeled,
-                       output_dir=str(run), ckpt_dir=str(models), epochs=args.epochs,
-                       iterations_per_epoch=args.iterations, downsample=args.downsample, crop_size=args.crop_size,
-                       seed=args.seed, **VARIANTS[name])
+            run_config(
+                ["train.yaml"],
+                image_file=str(image),
+                label_file=str(label),
+                labeled_slices=args.labeled,
+                output_dir=str(run),
+                ckpt_dir=str(models),
+                epochs=args.epochs,
+                iterations_per_epoch=args.iterations,
+                downsample=args.downsample,
+                crop_size=args.crop_size,
+                seed=args.seed,
+                **VARIANTS[name],
+            )
         train_s = time.perf_counter() - start
         mask_file = run / "stage1_mask.tif"
-        run_config(["inference.yaml"], image_file=str(image), output_file=str(mask_file), ckpt_dir=str(models),
-                   use_scm=False, stage1_downsample=args.downsample)
+        run_config(
+            ["inference.yaml"],
+            image_file=str(image),
+            output_file=str(mask_file),
+            ckpt_dir=str(models),
+            use_scm=False,
+            stage1_downsample=args.downsample,
+        )
         dice, iou = dice_iou(read_mask(mask_file), truth, unlabeled)
         rows.append((name, dice, iou))
-        record[name] = {"dice": dice, "iou": iou, "train_seconds": train_s, "epochs": args.epochs,
-                        "iterations_per_epoch": args.iterations, "seed": args.seed}
+        record[name] = {
+            "dice": dice,
+            "iou": iou,
+            "train_seconds": train_s,
+            "epochs": args.epochs,
+            "iterations_per_epoch": args.iterations,
+            "seed": args.seed,
+        }
         print(f"{name}: Dice {100 * dice:.2f}% IoU {100 * iou:.2f}% (training {train_s:.0f} s)", flush=True)
     (out / "ablation.json").write_text(json.dumps(record, indent=2))
     print(f"\nStage 1 on the {unlabeled.size} unlabeled slices (voxels pooled):\n")

@@ -194,7 +194,7 @@ def test_4d_nifti_is_rejected(tmp_path):
 def test_rgb_stack_is_rejected(tmp_path):
     path = tmp_path / "rgb.tif"
     tifffile.imwrite(path, np.zeros((4, 8, 8, 3), np.uint8), photometric="rgb")
-    with pytest.raises(InputError, match=rf"holds a 4D array of shape \(4, 8, 8, 3\)"):
+    with pytest.raises(InputError, match="RGB or multi-sample pixels"):
         read_stack(path)
 
 
@@ -287,7 +287,6 @@ def test_atomic_write_passes_temp_path_with_suffix(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
-@pytest.mark.xfail(strict=True, reason="a single RGB page (Y, X, 3) is read as a 3-slice-wide stack")
 def test_single_rgb_image_is_rejected(tmp_path):
     path = tmp_path / "rgb.tif"
     tifffile.imwrite(path, np.zeros((16, 16, 3), np.uint8), photometric="rgb")

@@ -99,7 +99,6 @@ def test_parse_slice_spec_wrong_type(spec):
         parse_slice_spec(spec, 12)
 
 
-@pytest.mark.xfail(strict=True, reason="the 'reaches outside' InputError is caught as ValueError and reworded")
 def test_parse_slice_spec_range_past_the_end_says_so():
     with pytest.raises(InputError, match="reaches outside the stack of 12 slices"):
         parse_slice_spec("0:20:5", 12)

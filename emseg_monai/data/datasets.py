@@ -53,6 +53,8 @@ class StackSliceDataset(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> dict:
+        if not -self.length <= i < self.length:
+            raise IndexError(f"sample {i} is outside the dataset of {self.length} samples")
         z = int(self.indices[i % len(self.indices)])
         sample = {"image": extract_windows(self.image, z, self.window).astype(np.float32), "slice": z}
         if self.label is not None:

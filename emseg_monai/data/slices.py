@@ -54,6 +54,8 @@ def parse_slice_spec(spec: str | int | Iterable[int], n_slices: int) -> np.ndarr
     else:
         try:
             items = [int(v) for v in spec]
+            if any(int(v) != v for v in spec):
+                raise ValueError
         except (TypeError, ValueError):
             raise InputError(f"labeled-slice spec must be a string or a list of integers, got {spec!r}") from None
     bad = [i for i in items if not 0 <= i < n_slices]
@@ -77,7 +79,7 @@ def _parse_text(spec: str, n_slices: int) -> list[int]:
                 items.extend(range(0, n_slices, step))
             elif ":" in part:
                 fields = [int(f) if f else None for f in part.split(":")]
-                if len(fields) > 3 or fields[-1] == 0:
+                if len(fields) > 3 or (len(fields) == 3 and fields[2] == 0):
                     raise ValueError
                 start, stop, step = (fields + [None, None])[:3]
                 stop = n_slices if stop is None else stop
@@ -86,6 +88,8 @@ def _parse_text(spec: str, n_slices: int) -> list[int]:
                 items.extend(range(start or 0, stop, step or 1))
             else:
                 items.append(int(part))
+        except InputError:
+            raise
         except ValueError:
             raise InputError(f"cannot parse labeled-slice spec {spec!r} (bad item {part!r})") from None
     return items

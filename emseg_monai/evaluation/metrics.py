@@ -59,7 +59,10 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray, slices: Sequence[int] | None =
     """
     pred, truth = _check(pred, truth)
     if slices is not None:
-        pred, truth = pred[np.asarray(slices)], truth[np.asarray(slices)]
+        chosen = np.asarray(slices, dtype=np.int64)
+        if chosen.size == 0:
+            raise InputError("no slice to score: the slice selection is empty")
+        pred, truth = pred[chosen], truth[chosen]
     dice, iou = _scores(*counts(pred, truth))
     return float(dice), float(iou)
 

@@ -188,7 +188,7 @@ def write_stack(
             if voxel_size is not None and array.dtype in (np.uint8, np.uint16, np.float32):
                 kwargs = {"imagej": True, "resolution": (1 / voxel_size[2], 1 / voxel_size[1])}
                 kwargs["metadata"] = {"spacing": voxel_size[0], "axes": "ZYX"}
-            tifffile.imwrite(tmp, array, compression="zlib", **kwargs)
+            tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", **kwargs)
         else:
             import nibabel as nib
 

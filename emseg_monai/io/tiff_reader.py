@@ -1,8 +1,7 @@
 """A MONAI ``ImageReader`` for TIFF stacks, built on tifffile.
 
 ``LoadImage`` / ``LoadImaged`` in MONAI 1.6 have no reader for ordinary multi-page TIFF stacks; pass
-``reader=TiffStackReader()`` (or the class name ``"TiffStackReader"`` after importing
-``emseg_monai.io``) to read them.
+``reader=TiffStackReader()`` (or the dotted name ``"emseg_monai.io.TiffStackReader"``) to read them.
 """
 
 from __future__ import annotations
@@ -38,9 +37,27 @@ def read_tiff_array(path: str | Path) -> tuple[np.ndarray, tuple[float, float, f
     import tifffile
 
     with tifffile.TiffFile(str(path)) as tif:
+        axes = tif.series[0].axes if tif.series else ""
+        if axes.endswith("S"):  # interleaved RGB(A) pixels; planar "SYX" reads as a (Z, Y, X) stack
+            raise ValueError(f"it holds RGB or multi-sample pixels (axes {axes!r}); expected a grey (Z, Y, X) stack")
         array = tif.asarray()
+        expected = _recorded_shape(tif)
+        if expected is not None and tuple(array.shape) != expected:
+            raise ValueError(f"the file is truncated or corrupt: read {array.shape}, its metadata records {expected}")
         voxel_size = _voxel_size(tif)
     return array, voxel_size
+
+
+def _recorded_shape(tif: Any) -> tuple[int, ...] | None:
+    """The array shape written in tifffile's or ImageJ's metadata, when the file records one."""
+    shaped = tif.shaped_metadata
+    if shaped and "shape" in shaped[0]:
+        return tuple(int(v) for v in shaped[0]["shape"])
+    images = (tif.imagej_metadata or {}).get("images")
+    if images and int(images) > 1:
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        return (int(images), *page.shape)
+    return None
 
 
 def _voxel_size(tif: Any) -> tuple[float, float, float] | None:
@@ -99,7 +116,7 @@ class TiffStackReader(ImageReader):
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         arrays: list[np.ndarray] = []
         compatible_meta: dict = {}
-        for item in ensure_tuple(img):
+        for item in img if isinstance(img, (list, tuple)) else (img,):
             array = item["array"] if self.dtype is None else item["array"].astype(self.dtype)
             spacing = item["voxel_size"] or (1.0,) * array.ndim
             spacing = tuple(spacing)[-array.ndim :]

@@ -29,7 +29,9 @@ def load_weights(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise InputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise InputError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        ) from None
     if isinstance(ckpt, dict):
         for key in ("model", "network", "state_dict"):
             if key in ckpt and isinstance(ckpt[key], dict):

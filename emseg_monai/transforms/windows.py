@@ -11,7 +11,11 @@ from emseg_monai.errors import InputError
 
 def check_window(window: int) -> int:
     """Return ``window`` as int after checking it is odd and >= 1 (InputError otherwise)."""
-    if isinstance(window, bool) or int(window) != window or window < 1 or window % 2 == 0:
+    try:
+        ok = not isinstance(window, bool) and int(window) == window and window >= 1 and window % 2 == 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise InputError(f"SCM window must be an odd integer >= 1, got {window!r}")
     return int(window)
 
