@@ -36,9 +36,12 @@ def test_bracket_majority_uses_labeled_neighbours():
     assert bracket_majority(stack, np.array([0, 4]))[2].all()  # both bracketing slices vote yes
     stack[4] = False
     assert not bracket_majority(stack, np.array([0, 4]))[1:4].any()  # one yes of three
-    ends = np.zeros((6, 2, 2), bool)
-    ends[2] = True
-    assert bracket_majority(ends, np.array([2]))[[0, 1, 3, 4, 5]].all()  # one labeled side counts twice
+    ends = np.zeros((8, 2, 2), bool)
+    ends[[2, 5]] = True
+    ends[0] = ends[7] = ends[3] = False
+    out = bracket_majority(ends, np.array([2, 5]))
+    assert out[3].all() and out[4].all()  # between the labeled slices: both vote yes
+    np.testing.assert_array_equal(out[[0, 1, 6, 7]], ends[[0, 1, 6, 7]])  # outside: unchanged
 
 
 def test_spread_labels_erodes_more_with_distance_and_stops_at_next_labeled():

@@ -71,18 +71,22 @@ def z_majority(mask: np.ndarray, distance: int) -> np.ndarray:
 def bracket_majority(mask: np.ndarray, labeled: np.ndarray) -> np.ndarray:
     """Majority of (previous labeled slice, z, next labeled slice) at every XY location (new array).
 
-    Where a slice has a labeled slice on one side only, that side's slice is used twice, so the
-    vote follows it; slices that are labeled keep their value.
+    Slices without a labeled slice on both sides (before the first or after the last one) keep
+    their value: a vote with one labeled slice counted twice would copy it far along Z (on EPFL
+    this cost the 9 slices after the last labeled one up to 14% Dice). Labeled slices keep theirs.
     """
     z = np.arange(mask.shape[0])
     labeled = np.asarray(labeled, dtype=np.int64)
+    out = np.asarray(mask, dtype=bool).copy()
+    if labeled.size < 2:
+        return out
     pos = np.searchsorted(labeled, z, side="right")
-    prev = labeled[np.clip(pos - 1, 0, labeled.size - 1)]
-    nxt = labeled[np.clip(pos, 0, labeled.size - 1)]
-    prev = np.where(prev > z, nxt, prev)
-    nxt = np.where(nxt < z, prev, nxt)
-    votes = mask[prev].astype(np.uint8) + mask + mask[nxt]
-    return votes >= 2
+    inner = (pos > 0) & (pos < labeled.size)
+    prev = labeled[np.clip(pos - 1, 0, labeled.size - 1)][inner]
+    nxt = labeled[np.clip(pos, 0, labeled.size - 1)][inner]
+    votes = mask[prev].astype(np.uint8) + mask[inner] + mask[nxt]
+    out[inner] = votes >= 2
+    return out
 
 
 def spread_labels(
