@@ -177,3 +177,14 @@ def test_console_script_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("emseg evaluate: error: stack file does not exist")
+
+
+def test_segment_with_shipped_bundle_weights(tiny_data, tmp_path):
+    from emseg_monai import default_bundle_root
+    from emseg_monai.workflows import load_settings
+
+    models = f"{default_bundle_root()}/models"
+    assert load_settings(models)["stage1_downsample"] == 2.0
+    out = tmp_path / "masks.tif"
+    assert main(["--quiet", "segment", str(tiny_data / "test_image.tif"), str(out)]) == 0
+    assert read_mask(out).shape == (12, 32, 32)

@@ -86,3 +86,8 @@ def test_write_then_segment_nifti_roundtrip(tmp_path):
     image = np.random.default_rng(2).integers(0, 255, (4, 16, 16), dtype=np.uint8)
     write_stack(tmp_path / "img.nii.gz", image)
     np.testing.assert_array_equal(read_stack(tmp_path / "img.nii.gz"), image)
+
+
+def test_predict_stack_pads_slices_smaller_than_the_network_needs():
+    out = predict_stack(unet(), np.random.default_rng(3).random((2, 10, 12)).astype(np.float32), progress=False)
+    assert out.shape == (2, 10, 12)

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from emseg_monai.data.normalize import resize_slices, resize_tensor, scaled_size
@@ -76,7 +77,14 @@ def predict_stack(
     return out
 
 
+MIN_SIZE = 32  # a 4-level U-Net needs >= 2 px at its bottleneck for instance norm
+
+
 def _forward(network: torch.nn.Module, batch: torch.Tensor, flips: bool) -> torch.Tensor:
+    height, width = batch.shape[-2:]
+    if height < MIN_SIZE or width < MIN_SIZE:  # tiny slices: replicate-pad, predict, crop back
+        pad = (0, max(0, MIN_SIZE - width), 0, max(0, MIN_SIZE - height))
+        return _forward(network, F.pad(batch, pad, mode="replicate"), flips)[..., :height, :width]
     if not flips:
         return torch.sigmoid(network(batch))
     total = torch.zeros((batch.shape[0], 1, *batch.shape[2:]), device=batch.device)
