@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from emseg_monai.evaluation.figures import FN_COLOR, FP_COLOR, TP_COLOR, overlay_rgb, save_dice_along_z, save_overlay
+
+
+def masks():
+    truth = np.zeros((8, 8), bool)
+    pred = np.zeros((8, 8), bool)
+    truth[:4, :4] = True  # top-left: truth
+    pred[:2, :4] = True  # top half of it found
+    pred[6:, 6:] = True  # a false positive
+    return pred, truth
+
+
+def test_overlay_colours_tp_fn_fp():
+    pred, truth = masks()
+    image = np.zeros((8, 8), np.uint8)
+    rgb = overlay_rgb(image, pred, truth, alpha=1.0)
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[0, 0]) == TP_COLOR
+    assert tuple(rgb[3, 0]) == FN_COLOR
+    assert tuple(rgb[7, 7]) == FP_COLOR
+    assert tuple(rgb[5, 0]) == (0, 0, 0)  # true negative keeps the grey image
+
+
+def test_overlay_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        overlay_rgb(np.zeros((4, 4)), np.zeros((4, 5), bool), np.zeros((4, 4), bool))
+
+
+def test_save_overlay_and_dice_plot(tmp_path):
+    pred, truth = masks()
+    path = save_overlay(tmp_path / "o.png", np.arange(64, dtype=np.uint8).reshape(8, 8), pred, truth)
+    assert Image.open(path).size == (8, 8)
+    stack_pred, stack_truth = np.stack([pred, truth]), np.stack([truth, truth])
+    plot = save_dice_along_z(tmp_path / "d.png", {"a": stack_pred}, stack_truth, labeled=np.array([1]))
+    assert Image.open(plot).format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "o.png"]
