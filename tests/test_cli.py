@@ -70,23 +70,21 @@ def test_train_writes_weights_and_settings(trained):
     assert '"scm_window": 3' in (trained / "models" / "emseg.json").read_text()
 
 
+def segment_args(trained, tiny_data, out, *extra):
+    return [
+        "--quiet",
+        "segment",
+        str(tiny_data / "test_image.tif"),
+        str(out),
+        "--models",
+        str(trained / "models"),
+        *extra,
+    ]
+
+
 def test_segment_then_evaluate(trained, tiny_data, tmp_path, capsys):
     out = tmp_path / "masks.tif"
-    assert (
-        main(
-            [
-                "--quiet",
-                "segment",
-                str(tiny_data / "test_image.tif"),
-                str(out),
-                "--models",
-                str(trained / "models"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert main(segment_args(trained, tiny_data, out, "--device", "cpu")) == 0
     masks = read_stack(out)
     assert masks.shape == read_stack(tiny_data / "test_image.tif").shape and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 255}
@@ -110,20 +108,7 @@ def test_segment_refuses_existing_output(trained, tiny_data, tmp_path, capsys):
 
 def test_segment_stage1_only(trained, tiny_data, tmp_path):
     out = tmp_path / "s1.nii.gz"
-    assert (
-        main(
-            [
-                "--quiet",
-                "segment",
-                str(tiny_data / "test_image.tif"),
-                str(out),
-                "--models",
-                str(trained / "models"),
-                "--no-scm",
-            ]
-        )
-        == 0
-    )
+    assert main(segment_args(trained, tiny_data, out, "--no-scm")) == 0
     assert read_mask(out).shape == (12, 32, 32)
 
 
