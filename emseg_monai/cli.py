@@ -153,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         folder,
         stage1=common,
         scm={**common, "epochs": args.scm_epochs},
-        mpp={k: v for k, v in mpp.items() if v is not None},
+        mpp=mpp,
         shared=shared,
         device=args.device,
     )
