@@ -185,18 +185,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from emseg_monai.evaluation.report import evaluate_files
-    from emseg_monai.io.stacks import check_output_path
+    from emseg_monai.evaluation.report import evaluate_masks
+    from emseg_monai.io.stacks import check_output_path, read_mask
 
     for extra in (args.csv, args.json, args.overlay, args.dice_plot):
         if extra:
             check_output_path(extra, overwrite=args.overwrite)
     if args.overlay and not args.image:
         raise InputError("--overlay needs --image, the image stack to draw on")
-    summary = evaluate_files(args.pred, args.truth, args.slices, args.csv, args.json, overwrite=args.overwrite)
+    pred = read_mask(args.pred)
+    truth = read_mask(args.truth, shape=pred.shape)
+    summary = evaluate_masks(
+        pred, truth, args.slices, args.csv, args.json, overwrite=args.overwrite, names=(args.pred, args.truth)
+    )
     print(f"Dice {100 * summary['dice']:.2f}%  IoU {100 * summary['iou']:.2f}%  ({summary['slices']} slices)")
     if args.overlay or args.dice_plot:
-        _figures(args)
+        _figures(args, pred, truth)
     if args.debug:
         print(json.dumps(summary, indent=2))
     return 0
@@ -213,12 +217,10 @@ def _user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _figures(args: argparse.Namespace) -> None:
+def _figures(args: argparse.Namespace, pred, truth) -> None:
     from emseg_monai.evaluation.figures import save_dice_along_z, save_overlay
-    from emseg_monai.io.stacks import read_mask, read_stack
+    from emseg_monai.io.stacks import read_stack
 
-    pred = read_mask(args.pred)
-    truth = read_mask(args.truth, shape=pred.shape)
     if args.dice_plot:
         print(f"wrote {save_dice_along_z(args.dice_plot, {'prediction': pred}, truth, overwrite=args.overwrite)}")
     if args.overlay:

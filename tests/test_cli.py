@@ -173,3 +173,17 @@ def test_segment_with_shipped_bundle_weights(tiny_data, tmp_path):
     out = tmp_path / "masks.tif"
     assert main(["--quiet", "segment", str(tiny_data / "test_image.tif"), str(out)]) == 0
     assert read_mask(out).shape == (12, 32, 32)
+
+
+def test_evaluate_draws_overlay_and_dice_plot(tiny_data, tmp_path, capsys):
+    label, image = str(tiny_data / "test_label.tif"), str(tiny_data / "test_image.tif")
+    overlay, plot = tmp_path / "o.png", tmp_path / "d.png"
+    assert main(["evaluate", label, label, "--image", image, "--overlay", str(overlay), "--dice-plot", str(plot)]) == 0
+    assert "Dice 100.00%" in capsys.readouterr().out
+    assert overlay.stat().st_size > 0 and plot.stat().st_size > 0
+    one_line_error(capsys, ["evaluate", label, label, "--overlay", str(tmp_path / "x.png")], "needs --image")
+    one_line_error(
+        capsys,
+        ["evaluate", label, label, "--image", image, "--overlay", str(tmp_path / "y.png"), "--overlay-slice", "99"],
+        "outside the stack",
+    )

@@ -8,10 +8,11 @@ from emseg_monai.evaluation.metrics import (
     per_slice_scores,
     write_per_slice_csv,
 )
-from emseg_monai.evaluation.report import evaluate_files
+from emseg_monai.evaluation.report import evaluate_files, evaluate_masks
 
 __all__ = [
     "evaluate_files",
+    "evaluate_masks",
     "overlay_rgb",
     "save_dice_along_z",
     "save_overlay",

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from emseg_monai.data.slices import parse_slice_spec
 from emseg_monai.evaluation.metrics import dice_iou, write_per_slice_csv
 from emseg_monai.io.stacks import atomic_write, read_mask
@@ -41,6 +43,20 @@ def evaluate_files(
     """
     pred = read_mask(pred_file)
     truth = read_mask(label_file, shape=pred.shape)
+    return evaluate_masks(pred, truth, slices, csv_file, json_file, overwrite, names=(pred_file, label_file))
+
+
+def evaluate_masks(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    slices: str = "all",
+    csv_file: str | Path | None = None,
+    json_file: str | Path | None = None,
+    overwrite: bool = True,
+    names: tuple[str | Path, str | Path] = ("prediction", "ground truth"),
+) -> dict:
+    """``evaluate_files`` on (Z, Y, X) bool masks already in memory; ``names`` label them in the summary."""
+    pred_file, label_file = names
     chosen = parse_slice_spec(slices, pred.shape[0])
     dice, iou = dice_iou(pred, truth, chosen)
     summary = {"dice": dice, "iou": iou, "slices": int(chosen.size), "pred": str(pred_file), "truth": str(label_file)}
