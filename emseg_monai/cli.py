@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
 
 from emseg_monai import __version__
-from emseg_monai.errors import InputError
+from emseg_monai.errors import InputError, TrainingInterrupted
 
 logger = logging.getLogger("emseg")
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None)
     train.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
+    train.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --output (same options as before)"
+    )
 
     seg = sub.add_parser("segment", help="segment a stack: stage 1 then SCM; writes uint8 0/255 masks")
     seg.add_argument("image", help="image stack (.tif, .tiff, .nii, .nii.gz)")
@@ -118,7 +122,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emseg_monai.transforms.windows import check_window
     from emseg_monai.workflows import train_pipeline
 
-    folder = _check_new_folder(args.output, args.overwrite)
+    if args.resume:
+        folder = Path(args.output)
+        if not (folder / "models").is_dir():
+            raise InputError(f"nothing to resume: {folder} holds no earlier run (no models folder)")
+    else:
+        folder = _check_new_folder(args.output, args.overwrite)
     image = read_stack(args.image)  # fail early, before any training, on bad inputs
     read_mask(args.label, shape=image.shape)
     parse_slice_spec(args.labeled, image.shape[0])
@@ -156,6 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         mpp=mpp,
         shared=shared,
         device=args.device,
+        resume=args.resume,
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
     print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); weights in {folder / 'models'}")
@@ -208,13 +218,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _user_error(exc: BaseException) -> BaseException | None:
     """The input error behind ``exc`` (bundle configs wrap errors raised while they are parsed), or None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (InputError, FileNotFoundError, PermissionError, IsADirectoryError)):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return _find(exc, (InputError, FileNotFoundError, PermissionError, IsADirectoryError))
 
 
 def _figures(args: argparse.Namespace, pred, truth) -> None:
@@ -242,17 +246,40 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("monai.bundle",):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: no partial files
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:
+        stopped = _find(exc, TrainingInterrupted)
+        if stopped is not None and not args.debug:
+            print(f"emseg {args.command}: {stopped}", file=sys.stderr)
+            return 128 + stopped.signum
         cause = _user_error(exc)
         if cause is None or args.debug:
             raise
         print(f"emseg {args.command}: error: {cause}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"emseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"emseg {args.command}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+def _find(exc: BaseException | None, kind: type) -> BaseException | None:
+    """``exc`` or the first exception of type ``kind`` in its cause/context chain, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one exception type that ``emseg`` reports as a one-line message."""
+"""The exceptions ``emseg`` reports as one line: bad input, and training stopped by a signal."""
 
 
 class InputError(ValueError):
@@ -7,3 +7,14 @@ class InputError(ValueError):
     The message names the problem and the offending value, so the command line can show it on one
     line without a traceback.
     """
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped by a signal (SIGINT, SIGTERM); the message says how to continue.
+
+    ``signum`` is the signal's number; ``emseg`` exits with ``128 + signum`` like a shell.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

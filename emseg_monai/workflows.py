@@ -15,6 +15,7 @@ from monai.bundle import ConfigWorkflow
 
 from emseg_monai import default_bundle_root
 from emseg_monai.errors import InputError
+from emseg_monai.handlers.checkpoint import training_done
 from emseg_monai.io.stacks import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def train_pipeline(
     shared: dict[str, Any] | None = None,
     device: str | None = None,
     bundle_root: str | Path | None = None,
+    resume: bool = False,
 ) -> dict[str, float]:
     """Train both stages on one stack: stage 1, stage-1 inference, MPP, SCM.
 
@@ -76,6 +78,10 @@ def train_pipeline(
         Overrides of mpp.yaml (``min_size``, ``erosions_per_step``, ...).
     shared : dict or None
         Settings both training and inference need (keys of ``SHARED_KEYS``).
+    resume : bool
+        Continue an interrupted run in ``output_dir``: steps whose outputs are complete are
+        skipped, an interrupted training continues from its last epoch (``models/*_state.pt``),
+        and every step after the first one rerun is rerun.
 
     Returns
     -------
@@ -95,16 +101,31 @@ def train_pipeline(
         "device": device,
     }
     times: dict[str, float] = {}
+    rerun = not resume  # once one step runs again, the steps after it must too
 
-    def timed(step: str, names: list[str], **overrides: Any) -> None:
+    def timed(step: str, names: list[str], done: bool, **overrides: Any) -> None:
+        nonlocal rerun
+        if done and not rerun:
+            logger.info("resume: %s already done", step)
+            return
+        rerun = True
         start = time.perf_counter()
         run_config(names, bundle_root, **overrides)
         times[step] = time.perf_counter() - start
 
-    timed("stage 1 training", ["train.yaml"], **common, **_pick(shared, "stage1"), **(stage1 or {}))
-    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], **common, **shared)
-    timed("MPP", ["mpp.yaml"], **{k: common[k] for k in ("label_file", "labeled_slices", "output_dir")}, **(mpp or {}))
-    timed("SCM training", ["train.yaml", "scm_train.yaml"], **common, **_pick(shared, "scm"), **(scm or {}))
+    def training(step: str, names: list[str], ckpt_name: str, **overrides: Any) -> None:
+        stem = ckpt_name.rsplit(".", 1)[0]
+        weights, state = models / ckpt_name, models / f"{stem}_state.pt"
+        done = training_done(weights, state)
+        timed(step, names, done, **overrides, resume=bool(resume and not rerun and not done and state.is_file()))
+
+    training("stage 1 training", ["train.yaml"], "stage1.pt", **common, **_pick(shared, "stage1"), **(stage1 or {}))
+    stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
+    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], stage1_files, **common, **shared)
+    mpp_keys = ("label_file", "labeled_slices", "output_dir")
+    timed("MPP", ["mpp.yaml"], (out / "mpp_mask.tif").is_file(), **{k: common[k] for k in mpp_keys}, **(mpp or {}))
+    scm_configs = ["train.yaml", "scm_train.yaml"]
+    training("SCM training", scm_configs, "scm.pt", **common, **_pick(shared, "scm"), **(scm or {}))
     settings = {k: shared[k] for k in SHARED_KEYS if k in shared}
     atomic_write(models / SETTINGS_FILE, lambda tmp: tmp.write_text(json.dumps(settings, indent=2)))
     return times

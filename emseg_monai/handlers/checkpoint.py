@@ -1,0 +1,186 @@
+"""Resumable training: the state after every epoch, the weights only at the end, a clean stop on signals.
+
+``TrainingCheckpoint`` saves, after each epoch, the network, optimiser, learning-rate schedule and
+trainer counters to ``state_file`` (atomically: a temporary file, then a rename), and the network
+weights to ``weights_file`` only when training completes. On SIGINT or SIGTERM it lets the current
+iteration finish, stops the trainer without writing the weights, and ``raise_if_interrupted`` then
+raises ``TrainingInterrupted``; running the config again with ``resume: true`` continues from the
+last saved epoch and ends at the same epoch and iteration count as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from emseg_monai.errors import InputError, TrainingInterrupted
+from emseg_monai.io.stacks import atomic_write
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise InputError(f"cannot read the training state {path}: {exc.__class__.__name__}") from exc
+    if not isinstance(state, dict) or "trainer" not in state or "model" not in state:
+        raise InputError(f"{path} is not an emseg training state (no 'trainer' and 'model' entries)")
+    return state
+
+
+def training_done(weights_file: str | Path, state_file: str | Path) -> bool:
+    """Whether a training run that writes these files has completed.
+
+    True when the weights exist and either no state was kept or the state reached its last epoch.
+    """
+    weights_file, state_file = Path(weights_file), Path(state_file)
+    if not weights_file.is_file():
+        return False
+    if not state_file.is_file():
+        return True
+    trainer = _load_state(state_file)["trainer"]
+    return int(trainer["iteration"]) >= int(trainer["max_epochs"]) * int(trainer["epoch_length"])
+
+
+class TrainingCheckpoint:
+    """Attach to a ``SupervisedTrainer``: epoch states, final weights, resume, graceful stop.
+
+    Parameters
+    ----------
+    weights_file : str or Path
+        Final weights (the network's ``state_dict``), written once training completes.
+    state_file : str or Path
+        Resumable state, rewritten after every ``every`` epochs: ``model``, ``optimizer``,
+        ``lr_scheduler`` (when given) and ``trainer`` (ignite ``Engine.state_dict()``).
+    network, optimizer, lr_scheduler
+        The objects whose states are saved and restored.
+    resume : bool
+        Load ``state_file`` when the trainer starts; it must exist.
+    save_weights : bool
+        False when another handler keeps the weights (best-validated checkpoint).
+    every : int
+        Save the state every this many epochs (and always after the last one).
+    """
+
+    def __init__(
+        self,
+        weights_file: str | Path,
+        state_file: str | Path,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+        resume: bool = False,
+        save_weights: bool = True,
+        every: int = 1,
+    ) -> None:
+        if int(every) < 1:
+            raise InputError(f"checkpoint interval must be at least 1 epoch, got {every}")
+        self.weights_file, self.state_file = Path(weights_file), Path(state_file)
+        self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
+        self.resume, self.save_weights, self.every = bool(resume), bool(save_weights), int(every)
+        for folder in {self.weights_file.parent, self.state_file.parent}:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.stop_signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        if self.resume and not self.state_file.is_file():
+            raise InputError(f"nothing to resume: no training state at {self.state_file}")
+
+    # ------------------------------------------------------------------ wiring
+    def attach(self, engine: Engine) -> None:
+        engine._emseg_checkpoint = self  # found again by raise_if_interrupted(engine)
+        engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_signal)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+        engine.add_event_handler(Events.TERMINATE, self.restore_signals)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self.exception_raised)
+
+    def started(self, engine: Engine) -> None:
+        self.stop_signal = None
+        if self.resume:
+            state = _load_state(self.state_file)
+            if int(state["trainer"]["max_epochs"]) != engine.state.max_epochs:
+                raise InputError(
+                    f"the state in {self.state_file} is for {state['trainer']['max_epochs']} epochs, "
+                    f"this run has {engine.state.max_epochs}"
+                )
+            self.network.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.lr_scheduler is not None and "lr_scheduler" in state:
+                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            engine.load_state_dict(state["trainer"])
+            logger.info("resumed from %s at epoch %d", self.state_file, engine.state.epoch)
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        logger.warning("%s received: stopping after this iteration", signal.Signals(signum).name)
+
+    def check_signal(self, engine: Engine) -> None:
+        if self.stop_signal is not None:
+            engine.terminate(skip_completed=True)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        last = engine.state.epoch >= engine.state.max_epochs
+        if engine.state.epoch % self.every == 0 or last:
+            self.save_state(engine)
+
+    def completed(self, engine: Engine) -> None:
+        self.restore_signals()
+        if self.save_weights:
+            atomic_write(self.weights_file, lambda tmp: torch.save(self.network.state_dict(), tmp))
+            logger.info("weights saved to %s", self.weights_file)
+
+    def exception_raised(self, engine: Engine, exc: BaseException) -> None:
+        self.restore_signals()
+        raise exc
+
+    def restore_signals(self, engine: Engine | None = None) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    # ------------------------------------------------------------------ state
+    def save_state(self, engine: Engine) -> None:
+        state = {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": engine.state_dict(),
+        }
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        atomic_write(self.state_file, lambda tmp: torch.save(state, tmp))
+
+    def raise_if_interrupted(self, engine: Engine) -> None:
+        """Raise ``TrainingInterrupted`` when a signal stopped ``engine``; call after ``engine.run()``."""
+        if self.stop_signal is None:
+            return
+        saved = _load_state(self.state_file)["trainer"]["iteration"] if self.state_file.is_file() else 0
+        epoch = saved // max(engine.state.epoch_length or 1, 1)
+        name = signal.Signals(self.stop_signal).name
+        where = f"the state of epoch {epoch} is in {self.state_file}" if saved else "no epoch had completed"
+        raise TrainingInterrupted(
+            f"training stopped by {name} at iteration {engine.state.iteration}; {where}; run again with resume "
+            "(emseg train --resume) to continue",
+            self.stop_signal,
+        )
+
+
+def raise_if_interrupted(engine: Engine) -> None:
+    """After ``engine.run()``: raise ``TrainingInterrupted`` if a signal stopped it (see ``TrainingCheckpoint``)."""
+    checkpoint = getattr(engine, "_emseg_checkpoint", None)
+    if checkpoint is not None:
+        checkpoint.raise_if_interrupted(engine)
