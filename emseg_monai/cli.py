@@ -117,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from emseg_monai.data.slices import parse_slice_spec
+    from emseg_monai.data.training import require_labeled
     from emseg_monai.io.stacks import read_mask, read_stack
     from emseg_monai.transforms.windows import check_window
     from emseg_monai.workflows import train_pipeline
@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         folder = _check_new_folder(args.output, args.overwrite)
     image = read_stack(args.image)  # fail early, before any training, on bad inputs
     read_mask(args.label, shape=image.shape)
-    parse_slice_spec(args.labeled, image.shape[0])
+    require_labeled(args.labeled, image.shape[0])
     if args.window is not None:
         check_window(args.window)
     common = {
@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("monai.bundle",):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    for noisy in ("monai.bundle", "monai.bundle.workflows"):  # config-parsing chatter
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.ERROR)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: no partial files
     try:
         return COMMANDS[args.command](args)

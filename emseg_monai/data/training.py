@@ -58,6 +58,14 @@ def select_val_slices(
     return val
 
 
+def require_labeled(spec: str | list[int], n_slices: int) -> np.ndarray:
+    """``parse_slice_spec`` that refuses a spec selecting no slice (training needs at least one)."""
+    labeled = parse_slice_spec(spec, n_slices)
+    if labeled.size == 0:
+        raise InputError(f"labeled slices {spec!r} select no slice of the {n_slices}; training needs at least one")
+    return labeled
+
+
 def load_stage1_stack(
     image_file: str | Path,
     label_file: str | Path,
@@ -73,7 +81,7 @@ def load_stage1_stack(
     """
     image = read_stack(image_file)
     labels = read_mask(label_file, shape=image.shape)
-    labeled = parse_slice_spec(labeled_slices, image.shape[0])
+    labeled = require_labeled(labeled_slices, image.shape[0])
     size = scaled_size(image.shape[1:], downsample)
     label_small = resize_slices(labels, size, binary=True)
     val = select_val_slices(val_slices, labeled, labels, image.shape[0], val_max_slices)
@@ -116,7 +124,7 @@ def load_scm_stack(
     prob = read_stack(prob_file)
     target = read_mask(target_file, shape=prob.shape)
     truth = read_mask(label_file, shape=prob.shape) if label_file else None
-    labeled = parse_slice_spec(labeled_slices, prob.shape[0])
+    labeled = require_labeled(labeled_slices, prob.shape[0])
     size = scaled_size(prob.shape[1:], downsample)
     train = parse_slice_spec(train_slices, prob.shape[0])
     val = select_val_slices(val_slices, labeled, truth, prob.shape[0], val_max_slices)

@@ -29,9 +29,10 @@ def load_weights(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise InputError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-        ) from None
+        first = (str(exc).splitlines() or [""])[0]
+        if len(first) > 100 or "weights_only" in first:  # torch's long advice on pickles is noise here
+            first = "not a weights file saved by torch.save of a state_dict"
+        raise InputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}") from None
     if isinstance(ckpt, dict):
         for key in ("model", "network", "state_dict"):
             if key in ckpt and isinstance(ckpt[key], dict):
