@@ -49,6 +49,9 @@ def test_piecewise_affine_dict_keeps_mask_binary_and_dtypes(seed, size):
     image = rng.random((1, *size), dtype=np.float32)
     label = (rng.random((1, *size)) > 0.5).astype(np.float32)
     transform = RandPiecewiseAffined(["image", "label"], prob=1.0, mode=["bilinear", "nearest"]).set_random_state(seed)
-    out = transform({"image": image.copy(), "label": label.copy()})
+    kept = image.copy(), label.copy()
+    out = transform({"image": image, "label": label})
+    np.testing.assert_array_equal(image, kept[0])  # the input arrays are never modified
+    np.testing.assert_array_equal(label, kept[1])
     assert out["image"].shape == image.shape and out["image"].dtype == np.float32
     assert set(np.unique(np.asarray(out["label"]))) <= {0.0, 1.0}
