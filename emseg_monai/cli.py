@@ -4,6 +4,7 @@
     emseg train IMAGE LABEL --labeled every:5 --output DIR
     emseg segment IMAGE OUTPUT [--models DIR]
     emseg evaluate PRED GT [--slices SPEC] [--csv FILE]
+    emseg measure MASK [--voxel-size Z,Y,X] [--csv FILE]
 
 Errors in the input end the command with one line on stderr (``--debug`` shows the traceback).
 """
@@ -17,6 +18,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from emseg_monai import __version__
 from emseg_monai.errors import InputError, TrainingInterrupted
@@ -94,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overlay-slice", type=int, default=None, help="slice of the overlay (default: middle)")
     ev.add_argument("--dice-plot", default=None, help="write a PNG of Dice per slice along Z")
     ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    me = sub.add_parser("measure", help="one CSV row per mitochondrion (3D connected component) of a mask")
+    me.add_argument("mask", help="mask stack (.tif, .tiff, .nii, .nii.gz), 0/255 or 0/1")
+    me.add_argument("--csv", default=None, help="output CSV (default: <mask name>_objects.csv beside the mask)")
+    me.add_argument("--voxel-size", default=None, help="Z,Y,X in nm, e.g. 5,5,5 (default: from the file's metadata)")
+    me.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D neighbours (default 26)")
+    me.add_argument("--min-voxels", type=int, default=1, help="leave out objects smaller than this")
+    me.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     return parser
 
 
@@ -237,7 +248,43 @@ def _figures(args: argparse.Namespace, pred, truth) -> None:
         print(f"wrote {save_overlay(args.overlay, image[z], pred[z], truth[z], overwrite=args.overwrite)}")
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "segment": cmd_segment, "evaluate": cmd_evaluate}
+def cmd_measure(args: argparse.Namespace) -> int:
+    from emseg_monai.evaluation.measure import measure_objects, parse_voxel_size, voxel_size_nm, write_measurements
+    from emseg_monai.io.stacks import check_output_path, read_mask
+
+    mask_path = Path(args.mask)
+    name = mask_path.name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else mask_path.stem
+    csv_file = Path(args.csv) if args.csv else mask_path.with_name(f"{stem}_objects.csv")
+    check_output_path(csv_file, overwrite=args.overwrite)
+    voxel = parse_voxel_size(args.voxel_size) if args.voxel_size else None
+    mask = read_mask(args.mask)
+    if voxel is None:
+        voxel = voxel_size_nm(args.mask)
+        if voxel is None:
+            logger.warning("%s records no voxel size with a unit: volume_um3 left empty (pass --voxel-size)", name)
+    start = time.perf_counter()
+    rows = measure_objects(mask, voxel, args.connectivity, args.min_voxels)
+    write_measurements(csv_file, rows, overwrite=args.overwrite)
+    border = sum(row["touches_border"] for row in rows)
+    sizes = np.array([row["voxels"] for row in rows]) if rows else np.zeros(0)
+    size = f"voxel {voxel[0]:g} x {voxel[1]:g} x {voxel[2]:g} nm" if voxel else "voxel size unknown"
+    median = f", median {np.median(sizes):.0f} voxels" if rows else ""
+    total = f", {sum(row['volume_um3'] for row in rows):.3f} um^3 in all" if voxel and rows else ""
+    print(
+        f"{len(rows)} objects ({border} touching the border){median}{total} ({size}); "
+        f"wrote {csv_file} in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "segment": cmd_segment,
+    "evaluate": cmd_evaluate,
+    "measure": cmd_measure,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,159 @@
+"""Per-mitochondrion measurements of a final mask: 3D connected components, sizes, boxes, centroids.
+
+``measure_objects`` labels a (Z, Y, X) mask in 3D and returns one row per object;
+``write_measurements`` writes them as CSV; ``voxel_size_nm`` reads the voxel size a TIFF (ImageJ
+metadata with a unit) or NIfTI (header units) file records, in nanometres.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from emseg_monai.errors import InputError
+from emseg_monai.io.stacks import atomic_write
+
+COLUMNS = (
+    "id",
+    "voxels",
+    "volume_um3",
+    "first_slice",
+    "last_slice",
+    "y_min",
+    "y_max",
+    "x_min",
+    "x_max",
+    "centroid_z",
+    "centroid_y",
+    "centroid_x",
+    "touches_border",
+)
+_STRUCTURES = {6: 1, 18: 2, 26: 3}  # connectivity -> ndimage.generate_binary_structure rank
+_NM_PER_UNIT = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "\u03bcm": 1e3,  # Greek mu
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "mm": 1e6,
+    "meter": 1e9,
+}
+
+
+def parse_voxel_size(text: str) -> tuple[float, float, float]:
+    """``"Z,Y,X"`` (or one number for all three) in nanometres -> (z, y, x) floats > 0."""
+    try:
+        values = [float(v) for v in str(text).replace("x", ",").split(",")]
+    except ValueError:
+        raise InputError(f"voxel size must be Z,Y,X in nm (e.g. 5,5,5), got {text!r}") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"voxel size must be three positive numbers Z,Y,X in nm, got {text!r}")
+    return tuple(values)
+
+
+def voxel_size_nm(path: str | Path) -> tuple[float, float, float] | None:
+    """(z, y, x) voxel size in nm recorded in a TIFF or NIfTI file, or None (no size or no unit)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            header = nib.load(str(path)).header
+            unit = header.get_xyzt_units()[0]
+            x, y, z = (float(v) for v in header.get_zooms()[:3])
+        else:
+            import tifffile
+
+            from emseg_monai.io.tiff_reader import _voxel_size
+
+            with tifffile.TiffFile(str(path)) as tif:
+                size = _voxel_size(tif)
+                unit = str((tif.imagej_metadata or {}).get("unit", "")).strip().lower()
+            if size is None:
+                return None
+            z, y, x = size
+    except Exception:  # unreadable metadata: the caller asks for --voxel-size
+        return None
+    scale = _NM_PER_UNIT.get(unit.replace("\\u00b5", "µ"))
+    return None if scale is None else (z * scale, y * scale, x * scale)
+
+
+def measure_objects(
+    mask: np.ndarray, voxel_size: tuple[float, float, float] | None = None, connectivity: int = 26, min_voxels: int = 1
+) -> list[dict]:
+    """One row per 3D connected component of ``mask``.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (Z, Y, X) bool or 0/1 mask.
+    voxel_size : (z, y, x) floats in nm, or None
+        Gives ``volume_um3``; None leaves it empty.
+    connectivity : int
+        6 (faces), 18 (faces and edges) or 26 (faces, edges and corners) neighbours.
+    min_voxels : int
+        Objects smaller than this are left out (ids stay those of the labelling).
+
+    Returns
+    -------
+    list of dict
+        Keys ``COLUMNS``: id (1..), voxel count, volume in um^3, first and last slice (Z), Y and X
+        bounds (inclusive), centroid (z, y, x in voxels), whether the object touches a face of the
+        volume.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise InputError(f"measuring needs a (Z, Y, X) mask, got shape {mask.shape}")
+    if connectivity not in _STRUCTURES:
+        raise InputError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    structure = ndimage.generate_binary_structure(3, _STRUCTURES[connectivity])
+    labels, _ = ndimage.label(mask > 0, structure=structure)
+    voxel_um3 = None if voxel_size is None else float(np.prod(voxel_size)) * 1e-9
+    rows = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        zz, yy, xx = np.nonzero(labels[box] == index)
+        if zz.size < min_voxels:
+            continue
+        (z0, z1), (y0, y1), (x0, x1) = ((s.start, s.stop - 1) for s in box)
+        border = z0 == 0 or y0 == 0 or x0 == 0 or z1 == mask.shape[0] - 1 or y1 == mask.shape[1] - 1
+        border = border or x1 == mask.shape[2] - 1
+        rows.append(
+            {
+                "id": index,
+                "voxels": int(zz.size),
+                "volume_um3": "" if voxel_um3 is None else round(zz.size * voxel_um3, 6),
+                "first_slice": z0,
+                "last_slice": z1,
+                "y_min": y0,
+                "y_max": y1,
+                "x_min": x0,
+                "x_max": x1,
+                "centroid_z": round(float(zz.mean()) + z0, 2),
+                "centroid_y": round(float(yy.mean()) + y0, 2),
+                "centroid_x": round(float(xx.mean()) + x0, 2),
+                "touches_border": bool(border),
+            }
+        )
+    return rows
+
+
+def write_measurements(path: str | Path, rows: list[dict], overwrite: bool = False) -> Path:
+    """Write ``rows`` of ``measure_objects`` as CSV (header ``COLUMNS``), atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, lambda tmp: tmp.write_text(text.getvalue()), overwrite=overwrite)
