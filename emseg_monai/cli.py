@@ -5,6 +5,7 @@
     emseg segment IMAGE OUTPUT [--models DIR]
     emseg evaluate PRED GT [--slices SPEC] [--csv FILE]
     emseg measure MASK [--voxel-size Z,Y,X] [--csv FILE]
+    emseg curves RUN [--output PNG]
 
 Errors in the input end the command with one line on stderr (``--debug`` shows the traceback).
 """
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D neighbours (default 26)")
     me.add_argument("--min-voxels", type=int, default=1, help="leave out objects smaller than this")
     me.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+
+    cu = sub.add_parser("curves", help="plot training loss and validation Dice per epoch of a training run")
+    cu.add_argument("run", help="the --output folder of emseg train (reads *_history.csv)")
+    cu.add_argument("--output", default=None, help="PNG to write (default: RUN/training_curves.png)")
+    cu.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     return parser
 
 
@@ -278,12 +284,33 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from emseg_monai.evaluation.figures import save_training_curves
+    from emseg_monai.io.stacks import check_output_path
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise InputError(f"training run folder does not exist: {run}")
+    histories = {
+        name: run / f"{stem}_history.csv"
+        for name, stem in (("stage 1", "stage1"), ("SCM", "scm"))
+        if (run / f"{stem}_history.csv").is_file()
+    }
+    if not histories:
+        raise InputError(f"no stage1_history.csv or scm_history.csv in {run} (written by emseg train)")
+    output = Path(args.output) if args.output else run / "training_curves.png"
+    check_output_path(output, overwrite=args.overwrite)
+    print(f"wrote {save_training_curves(output, histories, overwrite=args.overwrite)}")
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
     "segment": cmd_segment,
     "evaluate": cmd_evaluate,
     "measure": cmd_measure,
+    "curves": cmd_curves,
 }
 
 

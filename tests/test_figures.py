@@ -38,3 +38,29 @@ def test_save_overlay_and_dice_plot(tmp_path):
     plot = save_dice_along_z(tmp_path / "d.png", {"a": stack_pred}, stack_truth, labeled=np.array([1]))
     assert Image.open(plot).format == "PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "o.png"]
+
+
+def _history(path, rows):
+    lines = ["epoch,iteration,loss,val_dice,lr,seconds"] + [",".join(map(str, r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_curves_command_plots_both_stages(tmp_path, capsys):
+    from emseg_monai.cli import main
+
+    _history(tmp_path / "stage1_history.csv", [(1, 4, 0.9, "", 0.002, 1.0), (2, 8, 0.7, 0.81, 0.001, 2.0)])
+    _history(tmp_path / "scm_history.csv", [(1, 4, 0.5, "", 0.002, 1.0)])
+    assert main(["curves", str(tmp_path)]) == 0
+    image = Image.open(tmp_path / "training_curves.png")
+    assert image.format == "PNG" and image.size[0] > image.size[1]
+    assert main(["curves", str(tmp_path)]) == 2  # exists, no --overwrite
+    assert "exists" in capsys.readouterr().err
+
+
+def test_curves_command_needs_histories(tmp_path, capsys):
+    from emseg_monai.cli import main
+
+    assert main(["curves", str(tmp_path)]) == 2
+    assert main(["curves", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no stage1_history.csv" in err[0] and "does not exist" in err[1]

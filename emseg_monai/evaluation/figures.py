@@ -79,3 +79,43 @@ def save_dice_along_z(
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
     finally:
         plt.close(fig)
+
+
+def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], overwrite: bool = True) -> Path:
+    """Plot training loss and validation Dice per epoch of one or more runs (PNG).
+
+    ``histories`` maps a name ("stage 1", "SCM") to a history CSV written during training
+    (``TrainingHistory``: epoch, loss, val_dice, ...). Left panel: mean training loss per epoch;
+    right panel: validation Dice (%) where the run validated.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emseg_monai.handlers.history import read_history
+
+    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    any_dice = False
+    for name, csv_file in histories.items():
+        rows = read_history(csv_file)
+        epochs = [int(r["epoch"]) for r in rows if r["loss"]]
+        loss_ax.plot(epochs, [float(r["loss"]) for r in rows if r["loss"]], label=name, lw=1.2)
+        val = [(int(r["epoch"]), 100 * float(r["val_dice"])) for r in rows if r["val_dice"]]
+        if val:
+            any_dice = True
+            dice_ax.plot(*zip(*val), marker="o", ms=3, label=name, lw=1.2)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (Dice + BCE)")
+    loss_ax.legend(fontsize=8)
+    dice_ax.set_xlabel("epoch")
+    dice_ax.set_ylabel("validation Dice (%)")
+    if any_dice:
+        dice_ax.legend(fontsize=8)
+    else:
+        dice_ax.text(0.5, 0.5, "no validation", ha="center", va="center", transform=dice_ax.transAxes)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
+    finally:
+        plt.close(fig)
