@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None)
     train.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
     train.add_argument(
+        "--tracking", default=None, help="'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"
+    )
+    train.add_argument(
+        "--tensorboard", default=None, help="also write TensorBoard logs to this folder (needs tensorboard)"
+    )
+    train.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in --output (same options as before)"
     )
 
@@ -137,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emseg_monai.data.training import require_labeled
     from emseg_monai.io.stacks import read_mask, read_stack
     from emseg_monai.transforms.windows import check_window
-    from emseg_monai.workflows import train_pipeline
+    from emseg_monai.workflows import check_tracking, train_pipeline
 
     if args.resume:
         folder = Path(args.output)
@@ -150,6 +156,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     require_labeled(args.labeled, image.shape[0])
     if args.window is not None:
         check_window(args.window)
+    check_tracking(args.tracking)
+    if args.tensorboard is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise InputError("--tensorboard needs the tensorboard package: pip install tensorboard")
     common = {
         "epochs": args.epochs,
         "iterations_per_epoch": args.iterations,
@@ -157,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "crop_size": args.crop_size,
         "val_slices": args.val_slices,
         "seed": args.seed,
+        "tensorboard_dir": args.tensorboard,
     }
     shared = {
         "stage1_features": args.features,
@@ -183,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         shared=shared,
         device=args.device,
         resume=args.resume,
+        tracking=args.tracking,
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
     print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); weights in {folder / 'models'}")

@@ -34,14 +34,36 @@ def config_path(name: str, bundle_root: str | Path | None = None) -> str:
     return str(path)
 
 
-def run_config(names: list[str], bundle_root: str | Path | None = None, **overrides: Any) -> Any:
-    """Run bundle config(s) ``names`` (merged left to right) with ``overrides``; return the run's result."""
+def check_tracking(tracking: str | None) -> str | None:
+    """``tracking`` if usable: ``"mlflow"`` with mlflow installed, or a tracking-settings file; else InputError."""
+    if tracking is None:
+        return None
+    if tracking == "mlflow":
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise InputError("--tracking mlflow needs the mlflow package: pip install mlflow-skinny (or mlflow)")
+        return tracking
+    if not Path(tracking).is_file():
+        raise InputError(f"--tracking must be 'mlflow' or a tracking-settings file, got {tracking!r}")
+    return tracking
+
+
+def run_config(
+    names: list[str], bundle_root: str | Path | None = None, tracking: str | None = None, **overrides: Any
+) -> Any:
+    """Run bundle config(s) ``names`` (merged left to right) with ``overrides``; return the run's result.
+
+    ``tracking`` (``"mlflow"`` or a settings file) adds MONAI's experiment-tracking handlers.
+    """
     files = [config_path(n, bundle_root) for n in names]
     meta = config_path("metadata.json", bundle_root)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     logger.info("running %s with %s", " + ".join(names), overrides)
     start = time.perf_counter()
-    workflow = ConfigWorkflow(config_file=files, meta_file=meta, logging_file=False, workflow_type=None, **overrides)
+    workflow = ConfigWorkflow(
+        config_file=files, meta_file=meta, logging_file=False, workflow_type=None, tracking=tracking, **overrides
+    )
     workflow.initialize()
     try:
         result = workflow.run()
@@ -63,6 +85,7 @@ def train_pipeline(
     device: str | None = None,
     bundle_root: str | Path | None = None,
     resume: bool = False,
+    tracking: str | None = None,
 ) -> dict[str, float]:
     """Train both stages on one stack: stage 1, stage-1 inference, MPP, SCM.
 
@@ -82,6 +105,9 @@ def train_pipeline(
         Continue an interrupted run in ``output_dir``: steps whose outputs are complete are
         skipped, an interrupted training continues from its last epoch (``models/*_state.pt``),
         and every step after the first one rerun is rerun.
+    tracking : str or None
+        ``"mlflow"`` (or a MONAI tracking-settings file) records both trainings' parameters,
+        losses and validation metrics with MLflow (in ``output_dir/mlruns`` by default).
 
     Returns
     -------
@@ -110,14 +136,15 @@ def train_pipeline(
             return
         rerun = True
         start = time.perf_counter()
-        run_config(names, bundle_root, **overrides)
+        run_config(names, bundle_root, **{"tracking": None, **overrides})
         times[step] = time.perf_counter() - start
 
     def training(step: str, names: list[str], ckpt_name: str, **overrides: Any) -> None:
         stem = ckpt_name.rsplit(".", 1)[0]
         weights, state = models / ckpt_name, models / f"{stem}_state.pt"
         done = training_done(weights, state)
-        timed(step, names, done, **overrides, resume=bool(resume and not rerun and not done and state.is_file()))
+        again = bool(resume and not rerun and not done and state.is_file())
+        timed(step, names, done, **overrides, resume=again, tracking=check_tracking(tracking))
 
     training("stage 1 training", ["train.yaml"], "stage1.pt", **common, **_pick(shared, "stage1"), **(stage1 or {}))
     stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
