@@ -23,7 +23,8 @@ def _verify_metadata(meta_file, tmp_path):
     schema = tmp_path / "schema.json"  # a copy: verify_metadata reuses an existing file, never downloads
     schema.write_bytes(SCHEMA.read_bytes())
     return subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(meta_file), "--filepath", str(schema)],
+        [sys.executable, "-m", "monai.bundle", "verify_metadata"]
+        + ["--meta_file", str(meta_file), "--filepath", str(schema)],
         capture_output=True,
         text=True,
         timeout=120,
