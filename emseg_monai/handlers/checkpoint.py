@@ -27,6 +27,22 @@ logger = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def is_main_process() -> bool:
+    """True unless this is a torch.distributed process of rank > 0 (only rank 0 writes files)."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (or ``network`` itself)."""
+    return (
+        network.module
+        if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+        else network
+    )
+
+
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -57,7 +73,9 @@ class TrainingCheckpoint:
     Parameters
     ----------
     weights_file : str or Path
-        Final weights (the network's ``state_dict``), written once training completes.
+        Final weights (the network's ``state_dict``, unwrapped from DistributedDataParallel), written
+        once training completes. In a torch.distributed run only rank 0 writes files; every rank
+        loads the state on resume.
     state_file : str or Path
         Resumable state, rewritten after every ``every`` epochs: ``model``, ``optimizer``,
         ``lr_scheduler`` (when given) and ``trainer`` (ignite ``Engine.state_dict()``).
@@ -87,7 +105,7 @@ class TrainingCheckpoint:
         self.weights_file, self.state_file = Path(weights_file), Path(state_file)
         self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
         self.resume, self.save_weights, self.every = bool(resume), bool(save_weights), int(every)
-        for folder in {self.weights_file.parent, self.state_file.parent}:
+        for folder in {self.weights_file.parent, self.state_file.parent} if is_main_process() else ():
             folder.mkdir(parents=True, exist_ok=True)
         self.stop_signal: int | None = None
         self._previous: dict[int, Any] = {}
@@ -113,7 +131,7 @@ class TrainingCheckpoint:
                     f"the state in {self.state_file} is for {state['trainer']['max_epochs']} epochs, "
                     f"this run has {engine.state.max_epochs}"
                 )
-            self.network.load_state_dict(state["model"])
+            unwrap(self.network).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.lr_scheduler is not None and "lr_scheduler" in state:
                 self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -140,8 +158,9 @@ class TrainingCheckpoint:
 
     def completed(self, engine: Engine) -> None:
         self.restore_signals()
-        if self.save_weights:
-            atomic_write(self.weights_file, lambda tmp: torch.save(self.network.state_dict(), tmp))
+        if self.save_weights and is_main_process():
+            weights = unwrap(self.network).state_dict()
+            atomic_write(self.weights_file, lambda tmp: torch.save(weights, tmp))
             logger.info("weights saved to %s", self.weights_file)
 
     def exception_raised(self, engine: Engine, exc: BaseException) -> None:
@@ -155,8 +174,10 @@ class TrainingCheckpoint:
 
     # ------------------------------------------------------------------ state
     def save_state(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
         state = {
-            "model": self.network.state_dict(),
+            "model": unwrap(self.network).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "trainer": engine.state_dict(),
         }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from emseg_monai.handlers.checkpoint import is_main_process
 from emseg_monai.io.stacks import atomic_write
 
 COLUMNS = ("epoch", "iteration", "loss", "val_dice", "lr", "seconds")
@@ -75,7 +76,8 @@ class TrainingHistory:
                 "seconds": f"{self._offset + time.perf_counter() - self._start:.1f}",
             }
         )
-        atomic_write(self.csv_file, self._write)
+        if is_main_process():
+            atomic_write(self.csv_file, self._write)
 
     def _write(self, tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
