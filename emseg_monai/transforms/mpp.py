@@ -199,7 +199,14 @@ class MPP(Transform):
     ``mask`` is (Z, Y, X) or (1, Z, Y, X) (a channel-first MONAI array); the output has the same
     shape, dtype bool (uint8 0/1 if the input was not bool), numpy.
 
-    Example: ``MPP(labeled_slices=range(0, 40, 5))(stage1_mask, ground_truth)``.
+    Examples
+    --------
+    A speck on one slice of a stack with a Z-continuous object is removed:
+
+    >>> mask = np.zeros((5, 40, 40), bool); mask[:, 5:25, 5:25] = True; mask[2, 32:35, 32:35] = True
+    >>> out = MPP(labeled_slices=[0, 4], min_size=20, spread_min_size=20)(mask, mask & (np.arange(40) < 30))
+    >>> out.shape, out.dtype, bool(out[2, 33, 33]), bool(out[2, 10, 10])
+    ((5, 40, 40), dtype('bool'), False, True)
     """
 
     def __init__(self, labeled_slices: Sequence[int] = (), **kwargs) -> None:
@@ -222,7 +229,18 @@ class MPP(Transform):
 
 
 class MPPd(MapTransform):
-    """Dictionary transform: apply ``MPP`` to each key, reading the ground truth from ``label_key``."""
+    """Dictionary transform: apply ``MPP`` to each key, reading the ground truth from ``label_key``.
+
+    Each ``keys`` entry is a (Z, Y, X) or (1, Z, Y, X) mask stack; ``label_key`` (None: no ground
+    truth) holds the labels of the same shape, used on ``labeled_slices`` only.
+
+    Examples
+    --------
+    >>> mask = np.zeros((5, 40, 40), np.uint8); mask[:, 5:25, 5:25] = 1
+    >>> out = MPPd("pred", labeled_slices=[0], min_size=20, spread_min_size=20)({"pred": mask, "label": mask})
+    >>> out["pred"].shape, out["pred"].dtype
+    ((5, 40, 40), dtype('uint8'))
+    """
 
     def __init__(
         self,

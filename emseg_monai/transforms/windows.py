@@ -56,7 +56,14 @@ def extract_windows(stack: np.ndarray, centers: np.ndarray | int, window: int) -
 class SliceWindow(Transform):
     """Array transform: (Z, Y, X) stack -> (N, Y, X) window around slice ``center``.
 
-    Example: ``SliceWindow(window=15)(probs, center=40)`` has shape (15, Y, X).
+    Slices beyond the stack repeat its first or last slice. The dtype is kept.
+
+    Examples
+    --------
+    >>> probs = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 4, 4), np.float32)
+    >>> out = SliceWindow(window=3)(probs, center=0)
+    >>> out.shape, out[:, 0, 0].tolist()
+    ((3, 4, 4), [0.0, 0.0, 1.0])
     """
 
     def __init__(self, window: int = 15) -> None:
@@ -67,7 +74,14 @@ class SliceWindow(Transform):
 
 
 class SliceWindowd(MapTransform):
-    """Dictionary transform: replace each (Z, Y, X) stack in ``keys`` by its window around ``data[center_key]``."""
+    """Dictionary transform: replace each (Z, Y, X) stack in ``keys`` by its window around ``data[center_key]``.
+
+    Examples
+    --------
+    >>> d = {"image": np.zeros((10, 8, 8), np.float32), "slice": 4}
+    >>> SliceWindowd("image", window=5)(d)["image"].shape
+    (5, 8, 8)
+    """
 
     def __init__(
         self, keys: KeysCollection, window: int = 15, center_key: str = "slice", allow_missing_keys: bool = False
