@@ -1,7 +1,6 @@
 """The examples in the transforms' docstrings run and give what they show."""
 
 import doctest
-
 import importlib
 
 import pytest
