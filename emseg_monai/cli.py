@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train and evaluate on synthetic stacks (a few minutes on a CPU)")
     demo.add_argument("--output", default="demo_output", help="folder for data, weights and results")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the transforms")
     demo.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     demo.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
 
@@ -60,17 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (train.yaml: epochs)")
     train.add_argument("--scm-epochs", type=int, default=None, help="SCM epochs")
     train.add_argument("--iterations", type=int, default=None, help="iterations per epoch, both stages")
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--crop-size", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None, help="crops per iteration (train.yaml: 8)")
+    train.add_argument("--crop-size", type=int, default=None, help="side of the square training crops (128)")
     train.add_argument("--downsample", type=float, default=None, help="resolution factor of both stages")
     train.add_argument("--features", type=_features, default=None, help="BasicUNet widths, e.g. 16,16,32,64,128,16")
     train.add_argument("--window", type=int, default=None, help="SCM window N (odd)")
-    train.add_argument("--scm-input", choices=("prob", "mask"), default=None)
+    train.add_argument(
+        "--scm-input", choices=("prob", "mask"), default=None, help="SCM inputs: stage-1 probabilities or masks"
+    )
     train.add_argument("--min-size", type=int, default=None, help="MPP smallest object (px per slice)")
     train.add_argument("--spread-min-size", type=int, default=None, help="MPP smallest spread piece (px)")
     train.add_argument("--erosions-per-step", type=int, default=None, help="MPP erosions per slice step")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default=None)
+    train.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and the transforms")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     train.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
     train.add_argument(
         "--tracking", default=None, help="'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"
@@ -88,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--models", default=None, help="folder with stage1.pt, scm.pt (default: bundle/models)")
     seg.add_argument("--no-scm", action="store_true", help="stage 1 only")
     seg.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
-    seg.add_argument("--batch-size", type=int, default=None)
+    seg.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (inference.yaml: 4)")
     seg.add_argument("--save-stage1", action="store_true", help="also write the stage-1 probabilities and masks")
-    seg.add_argument("--device", default=None)
+    seg.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
