@@ -25,8 +25,9 @@ def predict_stack(
     flips: bool = False,
     desc: str = "predict",
     progress: bool = True,
+    centers: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Probabilities of a one-output-channel 2D network for every slice of a stack.
+    """Probabilities of a one-output-channel 2D network for every slice of a stack (or ``centers``).
 
     The stack is first resized by 1 / ``downsample`` in Y and X; the network sees, for each slice
     z, the N = ``window`` slices z - N//2 .. z + N//2 (stack ends repeat the end slice); its
@@ -50,11 +51,14 @@ def predict_stack(
         Average the 4 flips (none, Y, X, both) at test time.
     desc : str
         Progress bar label.
+    centers : numpy.ndarray or None
+        Only these slice indices (their windows still read the neighbours); None: every slice.
 
     Returns
     -------
     numpy.ndarray
-        (Z, Y, X) uint8 probabilities scaled to 0..255 (the stage files' format; divide by 255).
+        (Z, Y, X) uint8 probabilities scaled to 0..255 (the stage files' format; divide by 255);
+        (len(centers), Y, X) with ``centers``.
     """
     window = check_window(window)
     if stack.ndim != 3:
@@ -63,17 +67,18 @@ def predict_stack(
     small = scaled_size(full, downsample)
     device = torch.device(device)
     reduced = resize_slices(stack, small)
-    out = np.empty(stack.shape, dtype=np.uint8)
+    wanted = np.arange(n) if centers is None else np.asarray(centers, dtype=np.int64)
+    out = np.empty((wanted.size, *full), dtype=np.uint8)
     network.eval()
     with torch.inference_mode():
         for start in tqdm(
-            range(0, n, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False
+            range(0, wanted.size, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False
         ):
-            centers = np.arange(start, min(start + batch_size, n))
-            batch = torch.from_numpy(reduced[window_indices(centers, n, window)]).to(device)
+            batch_centers = wanted[start : start + batch_size]
+            batch = torch.from_numpy(reduced[window_indices(batch_centers, n, window)]).to(device)
             prob = _forward(network, batch, flips)
             prob = resize_tensor(prob, full).clamp_(0, 1)
-            out[centers] = torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
+            out[start : start + batch_centers.size] = torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
     return out
 
 

@@ -1,0 +1,137 @@
+"""Lazy (Z, Y, X) volumes: read slices on demand from TIFF, NIfTI or Zarr, write blocks to Zarr or TIFF.
+
+``open_volume`` returns an object with ``shape``, ``dtype`` and numpy-style ``[z0:z1]`` /
+``[::a, ::b, ::c]`` indexing that reads only what is asked for, so block-wise inference never
+holds a whole volume. Zarr input may be a plain array or an OME-Zarr multiscale group (level 0).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emseg_monai.errors import InputError
+from emseg_monai.io.stacks import NIFTI_SUFFIXES, TIFF_SUFFIXES, _suffix, check_input_file
+
+ZARR_SUFFIXES = (".zarr",)
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """True for a ``.zarr`` path (a folder store)."""
+    return str(path).rstrip("/").lower().endswith(ZARR_SUFFIXES)
+
+
+class _NiftiZYX:
+    """A NIfTI image's data proxy (stored X, Y, Z) seen as (Z, Y, X), read lazily."""
+
+    def __init__(self, proxy: Any) -> None:
+        self.proxy = proxy
+        self.shape = tuple(int(s) for s in proxy.shape[::-1])
+        self.dtype = np.dtype(proxy.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        return np.asarray(self.proxy[key[2], key[1], key[0]]).T
+
+
+def _open_zarr(path: Path) -> Any:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise InputError(f"cannot open {path} as Zarr: {type(exc).__name__}: {exc}") from None
+    if isinstance(node, zarr.Array):
+        return node
+    attrs = dict(node.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        level0 = multiscales[0]["datasets"][0]["path"]
+        try:
+            return node[level0]
+        except KeyError:
+            raise InputError(f"{path}: its OME-Zarr multiscales name level {level0!r}, which is missing") from None
+    arrays = list(node.array_keys())
+    if len(arrays) == 1:
+        return node[arrays[0]]
+    found = f"arrays {arrays}" if arrays else "no array"
+    raise InputError(f"{path} is a Zarr group with {found}; expected one array or an OME-Zarr multiscale image")
+
+
+def open_volume(path: str | Path) -> Any:
+    """Open a (Z, Y, X) volume lazily: TIFF (pages read on demand), NIfTI, or Zarr.
+
+    Returns
+    -------
+    array-like
+        ``shape`` (Z, Y, X), ``dtype`` and numpy-style indexing that returns numpy arrays.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable path, not 3D, unsupported dtype, Zarr without a usable array.
+    """
+    path = Path(path)
+    if is_zarr_path(path):
+        if not path.exists():
+            raise InputError(f"Zarr store does not exist: {path}")
+        volume = _open_zarr(path)
+    else:
+        path = check_input_file(path)
+        try:
+            if _suffix(path) in TIFF_SUFFIXES:
+                import tifffile
+                import zarr
+
+                with tifffile.TiffFile(str(path)) as tif:
+                    axes = tif.series[0].axes if tif.series else ""
+                if axes.endswith("S"):
+                    raise InputError(f"{path} holds RGB or multi-sample pixels (axes {axes!r}); expected grey slices")
+                volume = zarr.open(tifffile.imread(str(path), aszarr=True), mode="r")
+            elif _suffix(path) in NIFTI_SUFFIXES:
+                import nibabel as nib
+
+                volume = _NiftiZYX(nib.load(str(path)).dataobj)
+            else:  # check_input_file already refused other suffixes
+                raise InputError(f"unsupported volume format for {path}")
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    if len(volume.shape) != 3:
+        raise InputError(
+            f"{path} holds a {len(volume.shape)}D array of shape {tuple(volume.shape)}; expected (Z, Y, X)"
+        )
+    if np.dtype(volume.dtype).kind not in "uif":
+        raise InputError(f"{path} has unsupported dtype {volume.dtype}")
+    return volume
+
+
+def create_zarr_output(
+    path: str | Path, shape: tuple[int, int, int], block: int, dtype: Any = np.uint8, resume: bool = False
+) -> Any:
+    """Create (or, with ``resume``, reopen) the (Z, Y, X) output array of block-wise inference.
+
+    Chunks are (``block``, Y, X), so each block of slices is written as one whole chunk.
+    """
+    import zarr
+
+    path = Path(path)
+    if resume and path.exists():
+        array = zarr.open_array(str(path), mode="r+")
+        if tuple(array.shape) != tuple(shape):
+            raise InputError(f"cannot resume into {path}: it holds shape {tuple(array.shape)}, the input {shape}")
+        return array
+    return zarr.create_array(
+        str(path), shape=shape, chunks=(block, shape[1], shape[2]), dtype=dtype, fill_value=0, overwrite=True
+    )
+
+
+def record_settings(path: Path, settings: dict) -> None:
+    """Write ``settings`` beside block outputs (JSON) so a resumed run can check it is the same job."""
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True))

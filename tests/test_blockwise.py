@@ -1,0 +1,113 @@
+"""Block-wise segmentation equals whole-volume segmentation, reads TIFF/NIfTI/Zarr lazily, resumes."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from monai.networks.nets import BasicUNet
+
+from emseg_monai.data import make_synthetic_stack
+from emseg_monai.errors import InputError
+from emseg_monai.inference import blockwise
+from emseg_monai.inference.blockwise import block_ranges, run_segment_blocks
+from emseg_monai.inference.pipeline import segment
+from emseg_monai.io import read_stack, write_stack
+from emseg_monai.io.volumes import open_volume
+from tests.conftest import TINY_FEATURES
+
+WINDOW = 5
+OPTIONS = {"window": WINDOW, "batch_size": 3, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return BasicUNet(2, 1, 1, features=TINY_FEATURES).eval(), BasicUNet(2, WINDOW, 1, features=TINY_FEATURES).eval()
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vol")
+    image, _ = make_synthetic_stack((17, 40, 48), seed=2)
+    write_stack(folder / "image.tif", image)
+    return folder, image
+
+
+@pytest.fixture(scope="module")
+def reference(nets, volume):
+    return segment(volume[1], *nets, progress=False, **OPTIONS)["final_mask"]
+
+
+def test_block_ranges():
+    assert block_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    with pytest.raises(InputError, match="got 0"):
+        block_ranges(10, 0)
+
+
+@pytest.mark.parametrize("block", [1, 4, 6, 17, 40])
+def test_zarr_output_equals_whole_volume(nets, volume, reference, tmp_path, block):
+    stats = run_segment_blocks(
+        volume[0] / "image.tif", tmp_path / "out.zarr", *nets, block=block, progress=False, **OPTIONS
+    )
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:]
+    np.testing.assert_array_equal(out, reference)
+    assert stats["voxels"] == reference.size and stats["blocks"] == -(-17 // block)
+    assert not (tmp_path / "out.zarr.blocks").exists()  # progress markers go once complete
+
+
+def test_tiff_output_and_stage1_only(nets, volume, tmp_path):
+    run_segment_blocks(volume[0] / "image.tif", tmp_path / "out.tif", nets[0], None, block=5, progress=False, **OPTIONS)
+    expected = segment(volume[1], nets[0], None, progress=False, **OPTIONS)["final_mask"]
+    np.testing.assert_array_equal(read_stack(tmp_path / "out.tif"), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_nifti_and_zarr_inputs(nets, volume, reference, tmp_path):
+    write_stack(tmp_path / "image.nii.gz", volume[1])
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=volume[1].shape, chunks=(4, 40, 48), dtype="uint8")
+    plain[:] = volume[1]
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    group.attrs["multiscales"] = [{"datasets": [{"path": "0"}, {"path": "1"}]}]
+    group.create_array("0", shape=volume[1].shape, chunks=(4, 40, 48), dtype="uint8")[:] = volume[1]
+    group.create_array("1", shape=(17, 20, 24), dtype="uint8")
+    for name in ("image.nii.gz", "plain.zarr", "ome.zarr"):
+        np.testing.assert_array_equal(open_volume(tmp_path / name)[3:5], volume[1][3:5])
+        out = tmp_path / f"out_{name.split('.')[0]}.zarr"
+        run_segment_blocks(tmp_path / name, out, *nets, block=6, progress=False, **OPTIONS)
+        np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)
+
+
+def test_interrupted_run_resumes_and_skips_finished_blocks(nets, volume, reference, tmp_path, monkeypatch):
+    real, calls = blockwise.segment_block, []
+
+    def failing(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blockwise, "segment_block", failing)
+    out = tmp_path / "out.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, progress=False, **OPTIONS)
+    assert sorted(p.name for p in (tmp_path / "out.zarr.blocks").glob("*-*.json")) == ["0-4.json", "4-8.json"]
+    monkeypatch.setattr(blockwise, "segment_block", real)
+    with pytest.raises(InputError, match="output exists"):
+        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, progress=False, **OPTIONS)
+    with pytest.raises(InputError, match="other settings"):
+        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=5, resume=True, progress=False, **OPTIONS)
+    stats = run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, resume=True, progress=False, **OPTIONS)
+    assert stats["skipped"] == 2 and stats["blocks"] == 3
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)
+
+
+def test_bad_inputs(nets, volume, tmp_path):
+    zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
+    with pytest.raises(InputError, match="no array"):
+        open_volume(tmp_path / "empty.zarr")
+    with pytest.raises(InputError, match="does not exist"):
+        open_volume(tmp_path / "missing.zarr")
+    with pytest.raises(InputError, match="resume needs a Zarr"):
+        run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.tif", *nets, resume=True, **OPTIONS)
+    with pytest.raises(InputError, match=r"\.zarr, \.tif"):
+        run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.png", *nets, **OPTIONS)
