@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--save-stage1", action="store_true", help="also write the stage-1 probabilities and masks")
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    seg.add_argument(
+        "--block-size", type=int, default=None, help="process this many slices at a time (default for .zarr: 32)"
+    )
+    seg.add_argument("--resume", action="store_true", help="finish an interrupted block-wise run into a .zarr output")
 
     ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
     ev.add_argument("pred", help="predicted mask stack, 0/255 or 0/1")
@@ -206,11 +210,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from emseg_monai.io.stacks import check_input_file, check_output_path
+    from emseg_monai.io.stacks import check_output_path
+    from emseg_monai.io.volumes import is_zarr_path, open_volume
     from emseg_monai.workflows import segment_file
 
-    check_input_file(args.image)
-    check_output_path(args.output, overwrite=args.overwrite)
+    if args.block_size is not None and args.block_size < 1:
+        raise InputError(f"--block-size must be at least 1 slice, got {args.block_size}")
+    shape = tuple(open_volume(args.image).shape)  # checks the input early, reads no pixels
+    blockwise = bool(args.block_size or args.resume or is_zarr_path(args.image) or is_zarr_path(args.output))
+    if not blockwise:
+        check_output_path(args.output, overwrite=args.overwrite)
     start = time.perf_counter()
     segment_file(
         args.image,
@@ -222,8 +231,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         save_stage1=args.save_stage1,
         device=args.device,
         overwrite=args.overwrite,
+        block_size=args.block_size,
+        resume=args.resume,
     )
-    print(f"wrote {args.output} in {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    voxels = shape[0] * shape[1] * shape[2]
+    print(
+        f"wrote {args.output}: {shape[0]} x {shape[1]} x {shape[2]} = {voxels / 1e6:.1f} Mvoxel "
+        f"in {seconds:.1f} s ({voxels / 1e6 / max(seconds, 1e-9):.2f} Mvoxel/s)"
+    )
     return 0
 
 

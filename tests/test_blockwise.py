@@ -111,3 +111,22 @@ def test_bad_inputs(nets, volume, tmp_path):
         run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.tif", *nets, resume=True, **OPTIONS)
     with pytest.raises(InputError, match=r"\.zarr, \.tif"):
         run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.png", *nets, **OPTIONS)
+
+
+def test_cli_block_wise_equals_in_memory(volume, tmp_path, capsys):
+    from emseg_monai.cli import main
+
+    image = str(volume[0] / "image.tif")
+    assert main(["--quiet", "segment", image, str(tmp_path / "whole.tif")]) == 0
+    assert main(["--quiet", "segment", image, str(tmp_path / "blocks.zarr"), "--block-size", "5"]) == 0
+    assert "Mvoxel/s" in capsys.readouterr().out
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "blocks.zarr"), mode="r")[:], read_stack(tmp_path / "whole.tif")
+    )
+    assert main(["segment", image, str(tmp_path / "blocks.zarr")]) == 2  # exists
+    assert main(["segment", image, str(tmp_path / "x.tif"), "--block-size", "0"]) == 2
+    zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
+    assert main(["segment", str(tmp_path / "group.zarr"), str(tmp_path / "o.zarr")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "output exists" in err[0] and "got 0" in err[1] and "no array" in err[2]
+    assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "x.tif").exists()

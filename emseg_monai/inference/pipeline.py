@@ -16,6 +16,7 @@ import torch
 from emseg_monai.data.normalize import normalize_stack
 from emseg_monai.data.slices import parse_slice_spec
 from emseg_monai.data.training import scm_inputs
+from emseg_monai.errors import InputError
 from emseg_monai.inference.predict import predict_stack
 from emseg_monai.io.stacks import check_output_path, read_mask, read_stack, write_stack
 from emseg_monai.transforms.mpp import mpp
@@ -142,13 +143,35 @@ def run_segment(
     scm_network: torch.nn.Module | None,
     overwrite: bool = True,
     save_stage1: bool = False,
+    block_size: int = 0,
+    resume: bool = False,
     **kwargs,
 ) -> Path:
     """Segment a stack file and write the final uint8 0/255 mask stack (``segment`` for options).
 
     With ``save_stage1`` the stage-1 probabilities and masks are written beside the output as
-    ``<name>_stage1_prob.tif`` and ``<name>_stage1_mask.tif``.
+    ``<name>_stage1_prob.tif`` and ``<name>_stage1_mask.tif``. With ``block_size`` > 0, or a
+    ``.zarr`` input or output, the volume is processed block by block
+    (``emseg_monai.inference.blockwise``; default block 32 slices), never whole in memory.
     """
+    from emseg_monai.io.volumes import is_zarr_path
+
+    if block_size > 0 or resume or is_zarr_path(image_file) or is_zarr_path(output_file):
+        from emseg_monai.inference.blockwise import run_segment_blocks
+
+        if save_stage1:
+            raise InputError("save_stage1 is not available block-wise (use a TIFF input and output, no block size)")
+        run_segment_blocks(
+            image_file,
+            output_file,
+            stage1_network,
+            scm_network,
+            block=block_size or 32,
+            overwrite=overwrite,
+            resume=resume,
+            **{k: v for k, v in kwargs.items() if k != "progress"},
+        )
+        return Path(output_file)
     check_output_path(output_file, overwrite=overwrite)
     image = read_stack(image_file)
     start = time.perf_counter()

@@ -29,6 +29,7 @@ class _NiftiZYX:
 
     def __init__(self, proxy: Any) -> None:
         self.proxy = proxy
+        self.stored_shape = tuple(int(s) for s in proxy.shape)
         self.shape = tuple(int(s) for s in proxy.shape[::-1])
         self.dtype = np.dtype(proxy.dtype)
         self.ndim = len(self.shape)
@@ -88,10 +89,20 @@ def open_volume(path: str | Path) -> Any:
                 import tifffile
                 import zarr
 
+                from emseg_monai.io.tiff_reader import _recorded_shape
+
                 with tifffile.TiffFile(str(path)) as tif:
                     axes = tif.series[0].axes if tif.series else ""
+                    series_shape = tuple(tif.series[0].shape) if tif.series else ()
+                    recorded = _recorded_shape(tif)
                 if axes.endswith("S"):
-                    raise InputError(f"{path} holds RGB or multi-sample pixels (axes {axes!r}); expected grey slices")
+                    raise ValueError(
+                        f"it holds RGB or multi-sample pixels (axes {axes!r}); expected a grey (Z, Y, X) stack"
+                    )
+                if recorded is not None and series_shape != recorded:
+                    raise ValueError(
+                        f"the file is truncated or corrupt: read {series_shape}, its metadata records {recorded}"
+                    )
                 volume = zarr.open(tifffile.imread(str(path), aszarr=True), mode="r")
             elif _suffix(path) in NIFTI_SUFFIXES:
                 import nibabel as nib
@@ -102,11 +113,12 @@ def open_volume(path: str | Path) -> Any:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+            raise InputError(f"cannot read {path} as {_suffix(path)} stack: {type(exc).__name__}: {exc}") from None
     if len(volume.shape) != 3:
-        raise InputError(
-            f"{path} holds a {len(volume.shape)}D array of shape {tuple(volume.shape)}; expected (Z, Y, X)"
-        )
+        ndim = len(volume.shape)
+        stored = tuple(getattr(volume, "stored_shape", volume.shape))
+        what = "a 2D image" if ndim == 2 else f"a {ndim}D array of shape {stored}"
+        raise InputError(f"{path} holds {what}; expected a 3D (Z, Y, X) stack")
     if np.dtype(volume.dtype).kind not in "uif":
         raise InputError(f"{path} has unsupported dtype {volume.dtype}")
     return volume
