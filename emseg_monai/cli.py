@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-size", type=int, default=None, help="process this many slices at a time (default for .zarr: 32)"
     )
     seg.add_argument("--resume", action="store_true", help="finish an interrupted block-wise run into a .zarr output")
+    seg.add_argument("--workers", type=int, default=None, help="run the blocks on a local Dask cluster of N workers")
+    seg.add_argument("--scheduler", default=None, help="run the blocks on the Dask scheduler at tcp://host:port")
 
     ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
     ev.add_argument("pred", help="predicted mask stack, 0/255 or 0/1")
@@ -217,7 +219,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.block_size is not None and args.block_size < 1:
         raise InputError(f"--block-size must be at least 1 slice, got {args.block_size}")
     shape = tuple(open_volume(args.image).shape)  # checks the input early, reads no pixels
-    blockwise = bool(args.block_size or args.resume or is_zarr_path(args.image) or is_zarr_path(args.output))
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    dask = bool(args.workers or args.scheduler)
+    blockwise = dask or bool(args.block_size or args.resume or is_zarr_path(args.image) or is_zarr_path(args.output))
     if not blockwise:
         check_output_path(args.output, overwrite=args.overwrite)
     start = time.perf_counter()
@@ -233,6 +238,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         block_size=args.block_size,
         resume=args.resume,
+        dask_workers=args.workers,
+        dask_scheduler=args.scheduler,
     )
     seconds = time.perf_counter() - start
     voxels = shape[0] * shape[1] * shape[2]

@@ -130,3 +130,33 @@ def test_cli_block_wise_equals_in_memory(volume, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "output exists" in err[0] and "got 0" in err[1] and "no array" in err[2]
     assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "x.tif").exists()
+
+
+def test_dask_local_cluster_equals_single_process(nets, volume, reference, tmp_path):
+    pytest.importorskip("distributed")
+    from emseg_monai.inference.distributed import connect
+
+    client = connect(workers=2)
+    try:
+        stats = run_segment_blocks(
+            volume[0] / "image.tif", tmp_path / "dask.zarr", *nets, block=4, client=client, progress=False, **OPTIONS
+        )
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert stats["blocks"] == 5
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "dask.zarr"), mode="r")[:], reference)
+    assert not (tmp_path / "dask.zarr.blocks").exists()
+
+
+def test_dask_scheduler_that_does_not_answer():
+    pytest.importorskip("distributed")
+    import time
+
+    from emseg_monai.inference.distributed import connect
+
+    start = time.monotonic()
+    with pytest.raises(InputError, match="tcp://127.0.0.1:9"):
+        connect(scheduler="tcp://127.0.0.1:9", timeout=3)
+    assert time.monotonic() - start < 30

@@ -102,6 +102,7 @@ def run_segment_blocks(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
+    client: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Segment a volume file block by block; write a Zarr array or a TIFF (uint8 0/255, (Z, Y, X)).
@@ -117,6 +118,9 @@ def run_segment_blocks(
     overwrite, resume : bool
         An existing output is refused unless ``overwrite`` (start again) or ``resume`` (Zarr only:
         keep the finished blocks and do the rest).
+    client : distributed.Client or None
+        Run the blocks as tasks on this Dask cluster (Zarr output only; see
+        ``emseg_monai.inference.distributed``).
     options
         ``segment_block`` options: window, input_kind, downsamples, threshold, batch_size,
         device, flips.
@@ -134,6 +138,8 @@ def run_segment_blocks(
         raise InputError(f"block-wise output must be .zarr, .tif or .tiff, got {out}")
     if resume and not zarr_out:
         raise InputError(f"resume needs a Zarr output (.zarr), got {out}")
+    if client is not None and not zarr_out:
+        raise InputError(f"a Dask cluster writes Zarr: the output must end in .zarr, got {out}")
     if out.exists() and not (overwrite or resume):
         raise InputError(f"output exists: {out} (pass --overwrite to replace it or --resume to finish it)")
     if not out.parent.is_dir():
@@ -186,7 +192,14 @@ def run_segment_blocks(
                 write_block(z0, z1, mask)
             yield mask
 
-    if zarr_out:
+    if client is not None:
+        from emseg_monai.inference.distributed import submit_blocks
+
+        submit_blocks(
+            client, image_file, out, done_dir, todo, value_range, stage1_network, scm_network, options, progress
+        )
+        shutil.rmtree(done_dir, ignore_errors=True)
+    elif zarr_out:
         for _ in masks():
             pass
         shutil.rmtree(done_dir, ignore_errors=True)

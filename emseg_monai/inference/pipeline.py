@@ -145,6 +145,8 @@ def run_segment(
     save_stage1: bool = False,
     block_size: int = 0,
     resume: bool = False,
+    workers: int = 0,
+    scheduler: str | None = None,
     **kwargs,
 ) -> Path:
     """Segment a stack file and write the final uint8 0/255 mask stack (``segment`` for options).
@@ -153,24 +155,42 @@ def run_segment(
     ``<name>_stage1_prob.tif`` and ``<name>_stage1_mask.tif``. With ``block_size`` > 0, or a
     ``.zarr`` input or output, the volume is processed block by block
     (``emseg_monai.inference.blockwise``; default block 32 slices), never whole in memory.
+    ``workers`` (a local Dask cluster) or ``scheduler`` (a running one) spread the blocks over
+    Dask workers (Zarr output).
     """
     from emseg_monai.io.volumes import is_zarr_path
 
-    if block_size > 0 or resume or is_zarr_path(image_file) or is_zarr_path(output_file):
+    dask = bool(workers) or bool(scheduler)
+    if dask or block_size > 0 or resume or is_zarr_path(image_file) or is_zarr_path(output_file):
         from emseg_monai.inference.blockwise import run_segment_blocks
 
         if save_stage1:
             raise InputError("save_stage1 is not available block-wise (use a TIFF input and output, no block size)")
-        run_segment_blocks(
-            image_file,
-            output_file,
-            stage1_network,
-            scm_network,
-            block=block_size or 32,
-            overwrite=overwrite,
-            resume=resume,
-            **{k: v for k, v in kwargs.items() if k != "progress"},
-        )
+        if dask and not is_zarr_path(output_file):
+            raise InputError(f"a Dask cluster writes Zarr: the output must end in .zarr, got {output_file}")
+        client = None
+        if dask:
+            from emseg_monai.inference.distributed import connect
+
+            client = connect(workers or None, scheduler)
+        try:
+            run_segment_blocks(
+                image_file,
+                output_file,
+                stage1_network,
+                scm_network,
+                block=block_size or 32,
+                overwrite=overwrite,
+                resume=resume,
+                client=client,
+                **{k: v for k, v in kwargs.items() if k != "progress"},
+            )
+        finally:
+            if client is not None:
+                cluster = client.cluster if not scheduler else None
+                client.close()
+                if cluster is not None:
+                    cluster.close()
         return Path(output_file)
     check_output_path(output_file, overwrite=overwrite)
     image = read_stack(image_file)
