@@ -1,20 +1,25 @@
-"""Block-wise segmentation of volumes bigger than memory: Z blocks with the halo the SCM needs.
+"""Block-wise segmentation of volumes bigger than memory, in two passes over Z blocks.
 
-The volume is cut into blocks of ``block`` slices along Z. For a block [z0, z1) stage 1 runs on
-[z0 - N//2, z1 + N//2) (clipped to the volume) and the SCM on the block's slices, whose N-slice
-windows then lie inside what was computed; at the volume's ends the end slice is repeated, as in
-whole-volume inference. Intensities are normalised with the range of the whole volume, computed
-once from the same subsample ``normalize_stack`` uses. So each block's mask equals the mask of
-whole-volume inference (``segment``), up to rare one-step differences of the uint8 probabilities
-that batching may cause.
+The volume is cut into blocks of ``block`` slices along Z.
 
-Outputs: a Zarr array (one chunk per block; resumable: a finished block leaves a marker in
-``<output>.blocks/`` and a rerun with ``resume`` skips it) or a TIFF written page by page to a
-temporary file renamed at the end. Memory: one block plus its halo, not the volume.
+1. Stage 1 runs on each block (it is per slice) and writes uint8 probabilities to a scratch Zarr
+   array beside the output (``<output>.blocks/stage1.zarr``).
+2. The SCM runs on each block, reading the block's probabilities plus N//2 slices on each side
+   (its halo), so every N-slice window is complete; at the volume's ends the end slice is repeated,
+   as in whole-volume inference.
+
+Intensities are normalised with the range of the whole volume, computed once from the subsample
+``normalize_stack`` uses. So the masks equal those of whole-volume inference (``segment``); the
+tests check it voxel for voxel. No stage-1 slice is computed twice.
+
+Outputs: a Zarr array (one chunk per block; resumable: each finished block of each pass leaves a
+marker in ``<output>.blocks/`` and a rerun with ``resume`` skips it) or a TIFF written page by page
+to a temporary file renamed at the end. Memory: about one block plus the halo, not the volume.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -36,6 +41,9 @@ from emseg_monai.transforms.windows import check_window
 
 logger = logging.getLogger(__name__)
 
+STAGE1_KEYS = ("stage1_downsample", "batch_size", "device", "flips")
+SCM_KEYS = ("window", "input_kind", "threshold", "scm_downsample", "batch_size", "device", "flips")
+
 
 def block_ranges(n_slices: int, block: int) -> list[tuple[int, int]]:
     """[(z0, z1), ...] covering 0..n_slices in steps of ``block`` (the last may be shorter)."""
@@ -44,36 +52,50 @@ def block_ranges(n_slices: int, block: int) -> list[tuple[int, int]]:
     return [(z0, min(z0 + block, n_slices)) for z0 in range(0, n_slices, block)]
 
 
-def segment_block(
+def stage1_block(
     volume: Any,
     z0: int,
     z1: int,
     value_range: tuple[float, float],
-    stage1_network: torch.nn.Module,
-    scm_network: torch.nn.Module | None,
-    window: int = 15,
-    input_kind: str = "prob",
+    network: torch.nn.Module,
     stage1_downsample: float = 1.0,
-    scm_downsample: float = 1.0,
-    threshold: float = 0.5,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     flips: bool = False,
 ) -> np.ndarray:
-    """uint8 0/255 mask (z1 - z0, Y, X) of slices [z0, z1) of a lazy (Z, Y, X) ``volume``."""
-    n = volume.shape[0]
-    halo = check_window(window) // 2 if scm_network is not None else 0
-    lo, hi = max(z0 - halo, 0), min(z1 + halo, n)
-    image = normalize_stack(np.asarray(volume[lo:hi]), value_range)
-    prob1 = predict_stack(stage1_network, image, 1, stage1_downsample, batch_size, device, flips, progress=False)
+    """Stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume."""
+    image = normalize_stack(np.asarray(volume[z0:z1]), value_range)
+    return predict_stack(network, image, 1, stage1_downsample, batch_size, device, flips, progress=False)
+
+
+def scm_block(
+    probs: Any,
+    z0: int,
+    z1: int,
+    network: torch.nn.Module,
+    window: int = 15,
+    input_kind: str = "prob",
+    threshold: float = 0.5,
+    scm_downsample: float = 1.0,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    flips: bool = False,
+) -> np.ndarray:
+    """uint8 0/255 mask (z1 - z0, Y, X) of slices [z0, z1) from the stage-1 probabilities ``probs``.
+
+    ``probs`` is the whole (Z, Y, X) uint8 probability volume, lazily indexed (Zarr or numpy);
+    only [z0 - N//2, z1 + N//2) is read.
+    """
+    halo = check_window(window) // 2
+    lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
+    inputs = scm_inputs(np.asarray(probs[lo:hi]), input_kind, threshold)
     inner = np.arange(z0 - lo, z1 - lo)
-    if scm_network is None:
-        return to_mask(prob1[inner], threshold)
-    inputs = scm_inputs(prob1, input_kind, threshold)
-    final = predict_stack(
-        scm_network, inputs, window, scm_downsample, batch_size, device, flips, progress=False, centers=inner
-    )
+    final = predict_stack(network, inputs, window, scm_downsample, batch_size, device, flips, False, centers=inner)
     return to_mask(final, threshold)
+
+
+def _pick(options: dict, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in options.items() if k in keys}
 
 
 def _write_tiff(path: Path, shape: tuple[int, int, int], masks: Any) -> None:
@@ -91,6 +113,57 @@ def _write_tiff(path: Path, shape: tuple[int, int, int], masks: Any) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _marker(done_dir: Path, step: str, z0: int, z1: int) -> Path:
+    return done_dir / f"{step}-{z0}-{z1}.json"
+
+
+def _mark(path: Path) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text("{}"), overwrite=True)
+
+
+def _run_local(
+    volume,
+    target,
+    probs,
+    done_dir,
+    stage1_todo,
+    todo,
+    value_range,
+    stage1_network,
+    scm_network,
+    options,
+    progress,
+    tiff,
+) -> None:
+    """The two passes in this process; ``tiff`` = (path, shape) streams the masks to a TIFF instead of ``target``."""
+    final_step = "scm" if scm_network is not None else "stage1"
+    bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
+    for z0, z1 in stage1_todo:  # pass 1: stage-1 probabilities
+        probs[z0:z1] = stage1_block(volume, z0, z1, value_range, stage1_network, **_pick(options, STAGE1_KEYS))
+        _mark(_marker(done_dir, "stage1", z0, z1))
+        bar.update(1)
+
+    def masks():  # pass 2: SCM masks (or stage-1 masks when there is no SCM)
+        for z0, z1 in todo:
+            if probs is None:
+                prob = stage1_block(volume, z0, z1, value_range, stage1_network, **_pick(options, STAGE1_KEYS))
+                mask = to_mask(prob, options.get("threshold", 0.5))
+            else:
+                mask = scm_block(probs, z0, z1, scm_network, **_pick(options, SCM_KEYS))
+            if target is not None:
+                target[z0:z1] = mask
+                _mark(_marker(done_dir, final_step, z0, z1))
+            bar.update(1)
+            yield mask
+
+    if tiff is None:
+        for _ in masks():
+            pass
+    else:
+        _write_tiff(tiff[0], tiff[1], masks())
+    bar.close()
 
 
 def run_segment_blocks(
@@ -114,7 +187,7 @@ def run_segment_blocks(
     output_file : str or Path
         ``.zarr`` (resumable) or ``.tif``/``.tiff``.
     block : int
-        Slices per block; memory is about 15 bytes per voxel of one block plus its 2 x N//2 halo.
+        Slices per block.
     overwrite, resume : bool
         An existing output is refused unless ``overwrite`` (start again) or ``resume`` (Zarr only:
         keep the finished blocks and do the rest).
@@ -122,13 +195,13 @@ def run_segment_blocks(
         Run the blocks as tasks on this Dask cluster (Zarr output only; see
         ``emseg_monai.inference.distributed``).
     options
-        ``segment_block`` options: window, input_kind, downsamples, threshold, batch_size,
-        device, flips.
+        window, input_kind, stage1_downsample, scm_downsample, threshold, batch_size, device, flips.
 
     Returns
     -------
     dict
-        ``voxels``, ``seconds``, ``mvoxel_per_s``, ``blocks`` (done in this run), ``skipped``.
+        ``voxels``, ``seconds``, ``mvoxel_per_s`` (of the blocks done in this run), ``blocks``
+        (done in this run), ``skipped``.
     """
     volume = open_volume(image_file)
     shape = tuple(int(s) for s in volume.shape)
@@ -146,74 +219,79 @@ def run_segment_blocks(
         raise InputError(f"output folder does not exist: {out.parent}")
     if not zarr_out:
         check_output_path(out, overwrite=True)
+    if scm_network is not None:
+        check_window(options.get("window", 15))
     ranges = block_ranges(shape[0], block)
-    settings = {
-        "image": str(image_file),
-        "shape": list(shape),
-        "block": block,
-        "scm": scm_network is not None,
-        **{k: v for k, v in options.items() if k != "device"},
-    }
+    settings = {"image": str(image_file), "shape": list(shape), "block": block, "scm": scm_network is not None}
+    settings.update({k: v for k, v in options.items() if k != "device"})
+    settings = json.loads(json.dumps(settings, sort_keys=True))
     done_dir = Path(f"{out}.blocks")
-    done: set[int] = set()
     if resume and out.exists() and not done_dir.is_dir():
         logger.info("%s is complete: nothing to resume", out)
         return {"voxels": int(np.prod(shape)), "seconds": 0.0, "mvoxel_per_s": 0.0, "blocks": 0, "skipped": len(ranges)}
-    if zarr_out:
-        if resume and done_dir.is_dir():
-            import json
-
-            recorded = json.loads((done_dir / "settings.json").read_text())
-            if recorded != json.loads(json.dumps(settings, sort_keys=True)):
-                raise InputError(
-                    f"cannot resume {out}: it was started with other settings ({done_dir / 'settings.json'})"
-                )
-            done = {int(p.name.split("-")[0]) for p in done_dir.glob("*-*.json")}
-        else:
-            if out.exists():
-                shutil.rmtree(out)
-            shutil.rmtree(done_dir, ignore_errors=True)
-            done_dir.mkdir()
-            record_settings(done_dir / "settings.json", settings)
-        target = create_zarr_output(out, shape, block, resume=resume and out.exists())
-
-        def write_block(z0: int, z1: int, mask: np.ndarray) -> None:
-            target[z0:z1] = mask
-            atomic_write(done_dir / f"{z0}-{z1}.json", lambda tmp: tmp.write_text("{}"), overwrite=True)
-
-    value_range = intensity_range(volume)
-    start = time.perf_counter()
-    todo = [(z0, z1) for z0, z1 in ranges if z0 not in done]
-
-    def masks():
-        for z0, z1 in tqdm(todo, desc="blocks", unit="block", disable=None if progress else True):
-            mask = segment_block(volume, z0, z1, value_range, stage1_network, scm_network, **options)
-            if zarr_out:
-                write_block(z0, z1, mask)
-            yield mask
-
-    if client is not None:
-        from emseg_monai.inference.distributed import submit_blocks
-
-        submit_blocks(
-            client, image_file, out, done_dir, todo, value_range, stage1_network, scm_network, options, progress
-        )
-        shutil.rmtree(done_dir, ignore_errors=True)
-    elif zarr_out:
-        for _ in masks():
-            pass
-        shutil.rmtree(done_dir, ignore_errors=True)
+    if resume and done_dir.is_dir():
+        recorded = json.loads((done_dir / "settings.json").read_text())
+        if recorded != settings:
+            raise InputError(f"cannot resume {out}: it was started with other settings ({done_dir / 'settings.json'})")
     else:
-        _write_tiff(out, shape, masks())
-    count = len(todo)
+        if zarr_out and out.exists():
+            shutil.rmtree(out)
+        shutil.rmtree(done_dir, ignore_errors=True)
+        done_dir.mkdir()
+        record_settings(done_dir / "settings.json", settings)
+    target = create_zarr_output(out, shape, block, resume=resume and out.exists()) if zarr_out else None
+    probs = None
+    if scm_network is not None:
+        probs = create_zarr_output(done_dir / "stage1.zarr", shape, block, resume=(done_dir / "stage1.zarr").exists())
+    value_range = intensity_range(volume)
+    final_step = "scm" if scm_network is not None else "stage1"
+    todo = [(z0, z1) for z0, z1 in ranges if not _marker(done_dir, final_step, z0, z1).exists()]
+    stage1_todo = [] if probs is None else [r for r in ranges if not _marker(done_dir, "stage1", *r).exists()]
+    start = time.perf_counter()
+    try:
+        if client is not None:
+            from emseg_monai.inference.distributed import submit_blocks
+
+            submit_blocks(
+                client,
+                image_file,
+                out,
+                done_dir,
+                stage1_todo,
+                todo,
+                value_range,
+                stage1_network,
+                scm_network,
+                options,
+                progress,
+            )
+        else:
+            _run_local(
+                volume,
+                target,
+                probs,
+                done_dir,
+                stage1_todo,
+                todo,
+                value_range,
+                stage1_network,
+                scm_network,
+                options,
+                progress,
+                None if zarr_out else (out, shape),
+            )
+    except BaseException:
+        if not zarr_out:  # a TIFF run cannot resume: drop its scratch files
+            shutil.rmtree(done_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(done_dir, ignore_errors=True)
     seconds = time.perf_counter() - start
-    voxels = int(np.prod(shape))
-    done_voxels = sum((z1 - z0) for z0, z1 in todo) * shape[1] * shape[2]
+    done_voxels = sum(z1 - z0 for z0, z1 in todo) * shape[1] * shape[2]
     stats = {
-        "voxels": voxels,
+        "voxels": int(np.prod(shape)),
         "seconds": seconds,
         "mvoxel_per_s": done_voxels / max(seconds, 1e-9) / 1e6,
-        "blocks": count,
+        "blocks": len(todo),
         "skipped": len(ranges) - len(todo),
     }
     logger.info("segmented %s %s block-wise in %.1f s -> %s", image_file, shape, seconds, out)

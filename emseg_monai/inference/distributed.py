@@ -42,21 +42,53 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
     return Client(cluster)
 
 
-def _segment_remote(
-    image_file: str, output: str, marker: str, z0: int, z1: int, value_range, networks, options: dict
-) -> int:
-    """Task: segment slices [z0, z1) of ``image_file`` and write them into the Zarr ``output``."""
+def _stage1_remote(image_file: str, probs: str, marker: str, z0: int, z1: int, value_range, network, options) -> int:
+    """Task: stage-1 probabilities of slices [z0, z1) into the scratch Zarr ``probs``."""
     import zarr
 
-    from emseg_monai.inference.blockwise import segment_block
+    from emseg_monai.inference.blockwise import STAGE1_KEYS, _pick, stage1_block
     from emseg_monai.io.stacks import atomic_write
     from emseg_monai.io.volumes import open_volume
 
     torch.set_num_threads(1)  # one thread per single-threaded worker: no oversubscription
-    mask = segment_block(open_volume(image_file), z0, z1, value_range, networks[0], networks[1], **options)
+    prob = stage1_block(open_volume(image_file), z0, z1, value_range, network, **_pick(options, STAGE1_KEYS))
+    zarr.open_array(probs, mode="r+")[z0:z1] = prob
+    atomic_write(Path(marker), lambda tmp: tmp.write_text("{}"), overwrite=True)
+    return z1 - z0
+
+
+def _final_remote(
+    image_file: str, probs: str | None, output: str, marker: str, z0: int, z1: int, value_range, networks, options
+) -> int:
+    """Task: the mask of slices [z0, z1) (SCM on ``probs`` with its halo, or stage 1) into ``output``."""
+    import zarr
+
+    from emseg_monai.inference.blockwise import SCM_KEYS, STAGE1_KEYS, _pick, scm_block, stage1_block
+    from emseg_monai.inference.pipeline import to_mask
+    from emseg_monai.io.stacks import atomic_write
+    from emseg_monai.io.volumes import open_volume
+
+    torch.set_num_threads(1)
+    if probs is None:
+        prob = stage1_block(open_volume(image_file), z0, z1, value_range, networks[0], **_pick(options, STAGE1_KEYS))
+        mask = to_mask(prob, options.get("threshold", 0.5))
+    else:
+        mask = scm_block(zarr.open_array(probs, mode="r"), z0, z1, networks[1], **_pick(options, SCM_KEYS))
     zarr.open_array(output, mode="r+")[z0:z1] = mask
     atomic_write(Path(marker), lambda tmp: tmp.write_text("{}"), overwrite=True)
     return z1 - z0
+
+
+def _wait(futures: list, progress: bool, bar: Any) -> None:
+    from distributed import as_completed
+
+    try:
+        for future in as_completed(futures):
+            future.result()
+            bar.update(1)
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def submit_blocks(
@@ -64,6 +96,7 @@ def submit_blocks(
     image_file: str | Path,
     output: Path,
     done_dir: Path,
+    stage1_todo: list[tuple[int, int]],
     todo: list[tuple[int, int]],
     value_range: tuple[float, float],
     stage1_network: torch.nn.Module,
@@ -71,34 +104,54 @@ def submit_blocks(
     options: dict,
     progress: bool = True,
 ) -> None:
-    """Run the ``todo`` blocks on ``client``'s workers; returns when all are written (or raises)."""
-    from distributed import as_completed
+    """Run both passes' blocks as tasks on ``client``'s workers; returns when all are written (or raises).
+
+    Pass 1 (stage-1 probabilities of ``stage1_todo`` into ``done_dir/stage1.zarr``) finishes before
+    pass 2 (the masks of ``todo`` into ``output``) starts, because the SCM reads its neighbours'
+    probabilities.
+    """
     from tqdm import tqdm
 
     networks = [stage1_network.cpu().eval(), None if scm_network is None else scm_network.cpu().eval()]
     shared = client.scatter(networks, broadcast=True)
     options = {**options, "device": "cpu"}
-    futures = [
+    probs = None if scm_network is None else str(done_dir / "stage1.zarr")
+    tag = np.random.randint(1 << 30)
+    bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
+    first = [
         client.submit(
-            _segment_remote,
+            _stage1_remote,
             str(image_file),
+            probs,
+            str(done_dir / f"stage1-{z0}-{z1}.json"),
+            z0,
+            z1,
+            value_range,
+            shared[0],
+            options,
+            key=f"emseg-stage1-{z0}-{tag}",
+            pure=False,
+        )
+        for z0, z1 in stage1_todo
+    ]
+    _wait(first, progress, bar)
+    step = "scm" if scm_network is not None else "stage1"
+    second = [
+        client.submit(
+            _final_remote,
+            str(image_file),
+            probs,
             str(output),
-            str(done_dir / f"{z0}-{z1}.json"),
+            str(done_dir / f"{step}-{z0}-{z1}.json"),
             z0,
             z1,
             value_range,
             shared,
             options,
-            key=f"emseg-block-{z0}-{z1}-{np.random.randint(1 << 30)}",
+            key=f"emseg-final-{z0}-{tag}",
             pure=False,
         )
         for z0, z1 in todo
     ]
-    try:
-        for future in tqdm(
-            as_completed(futures), total=len(futures), desc="blocks", unit="block", disable=None if progress else True
-        ):
-            future.result()
-    finally:
-        for future in futures:
-            future.cancel()
+    _wait(second, progress, bar)
+    bar.close()
