@@ -165,3 +165,20 @@ def test_dask_scheduler_that_does_not_answer():
     with pytest.raises(InputError, match="tcp://127.0.0.1:9"):
         connect(scheduler="tcp://127.0.0.1:9", timeout=3)
     assert time.monotonic() - start < 30
+
+
+def test_unreadable_chunking_and_damaged_chunks(tmp_path):
+    import json
+
+    bad = zarr.create_array(str(tmp_path / "grid.zarr"), shape=(4, 8, 8), chunks=(2, 8, 8), dtype="uint8")
+    bad[:] = 1
+    meta = json.loads((tmp_path / "grid.zarr" / "zarr.json").read_text())
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [0, 8, 8]
+    (tmp_path / "grid.zarr" / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"unreadable chunking: chunk shape \(0, 8, 8\)"):
+        open_volume(tmp_path / "grid.zarr")
+    damaged = zarr.create_array(str(tmp_path / "data.zarr"), shape=(4, 8, 8), chunks=(2, 8, 8), dtype="uint8")
+    damaged[:] = 1
+    (tmp_path / "data.zarr" / "c" / "0" / "0" / "0").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"cannot read slices 0\.\.0 of"):
+        open_volume(tmp_path / "data.zarr")

@@ -36,7 +36,7 @@ from emseg_monai.errors import InputError
 from emseg_monai.inference.pipeline import to_mask
 from emseg_monai.inference.predict import predict_stack
 from emseg_monai.io.stacks import TIFF_SUFFIXES, _suffix, atomic_write, check_output_path
-from emseg_monai.io.volumes import create_zarr_output, is_zarr_path, open_volume, record_settings
+from emseg_monai.io.volumes import create_zarr_output, is_zarr_path, open_volume, read_slices, record_settings
 from emseg_monai.transforms.windows import check_window
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def stage1_block(
     flips: bool = False,
 ) -> np.ndarray:
     """Stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume."""
-    image = normalize_stack(np.asarray(volume[z0:z1]), value_range)
+    image = normalize_stack(read_slices(volume, z0, z1), value_range)
     return predict_stack(network, image, 1, stage1_downsample, batch_size, device, flips, progress=False)
 
 

@@ -121,7 +121,23 @@ def open_volume(path: str | Path) -> Any:
         raise InputError(f"{path} holds {what}; expected a 3D (Z, Y, X) stack")
     if np.dtype(volume.dtype).kind not in "uif":
         raise InputError(f"{path} has unsupported dtype {volume.dtype}")
+    chunks = getattr(volume, "chunks", None)
+    if chunks is not None and (len(chunks) != 3 or min(int(c) for c in chunks) < 1):
+        raise InputError(f"{path} has an unreadable chunking: chunk shape {tuple(chunks)}")
+    if min(volume.shape) > 0:
+        read_slices(volume, 0, 1, path)  # one chunk: fail now, not hours into a run
     return volume
+
+
+def read_slices(volume: Any, z0: int, z1: int, name: str | Path = "volume") -> np.ndarray:
+    """``volume[z0:z1]`` as a numpy array; an unreadable chunk raises InputError naming the slices."""
+    try:
+        return np.asarray(volume[z0:z1])
+    except InputError:
+        raise
+    except Exception as exc:  # codecs and stores raise many types for damaged chunks
+        message = (str(exc).splitlines() or [""])[0][:200]
+        raise InputError(f"cannot read slices {z0}..{z1 - 1} of {name}: {type(exc).__name__}: {message}") from None
 
 
 def create_zarr_output(
