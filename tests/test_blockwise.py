@@ -182,3 +182,36 @@ def test_unreadable_chunking_and_damaged_chunks(tmp_path):
     (tmp_path / "data.zarr" / "c" / "0" / "0" / "0").write_bytes(b"garbage")
     with pytest.raises(InputError, match=r"cannot read slices 0\.\.0 of"):
         open_volume(tmp_path / "data.zarr")
+
+
+def test_killed_segment_resumes_to_the_same_masks(volume, tmp_path):
+    """SIGKILL a block-wise `emseg segment` after its first finished block, then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    image, out = str(volume[0] / "image.tif"), tmp_path / "killed.zarr"
+    args = [sys.executable, "-m", "emseg_monai.cli", "--quiet", "segment", image]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*args, str(out), "--block-size", "1"], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list((tmp_path / "killed.zarr.blocks").glob("scm-*.json")):
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done = list((tmp_path / "killed.zarr.blocks").glob("scm-*.json"))
+    assert 0 < len(done) < 17
+    resumed = subprocess.run([*args, str(out), "--block-size", "1", "--resume"], env=env, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = subprocess.run([*args, str(tmp_path / "whole.zarr"), "--block-size", "1"], env=env, capture_output=True)
+    assert whole.returncode == 0
+    np.testing.assert_array_equal(
+        zarr.open_array(str(out), mode="r")[:], zarr.open_array(str(tmp_path / "whole.zarr"), mode="r")[:]
+    )
+    assert not (tmp_path / "killed.zarr.blocks").exists()
