@@ -215,3 +215,10 @@ def test_killed_segment_resumes_to_the_same_masks(volume, tmp_path):
         zarr.open_array(str(out), mode="r")[:], zarr.open_array(str(tmp_path / "whole.zarr"), mode="r")[:]
     )
     assert not (tmp_path / "killed.zarr.blocks").exists()
+
+
+def test_block_wise_with_xy_tiles_equals_whole_volume_with_tiles(nets, volume, tmp_path):
+    tiled = {**OPTIONS, "tile": 32}  # 40 x 48 slices: 4 blended tiles each
+    expected = segment(volume[1], *nets, progress=False, **tiled)["final_mask"]
+    run_segment_blocks(volume[0] / "image.tif", tmp_path / "t.zarr", *nets, block=6, progress=False, **tiled)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "t.zarr"), mode="r")[:], expected)

@@ -41,8 +41,8 @@ from emseg_monai.transforms.windows import check_window
 
 logger = logging.getLogger(__name__)
 
-STAGE1_KEYS = ("stage1_downsample", "batch_size", "device", "flips")
-SCM_KEYS = ("window", "input_kind", "threshold", "scm_downsample", "batch_size", "device", "flips")
+STAGE1_KEYS = ("stage1_downsample", "batch_size", "device", "flips", "tile")
+SCM_KEYS = ("window", "input_kind", "threshold", "scm_downsample", "batch_size", "device", "flips", "tile")
 
 
 def block_ranges(n_slices: int, block: int) -> list[tuple[int, int]]:
@@ -62,10 +62,11 @@ def stage1_block(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     flips: bool = False,
+    tile: int = 1024,
 ) -> np.ndarray:
     """Stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume."""
     image = normalize_stack(read_slices(volume, z0, z1), value_range)
-    return predict_stack(network, image, 1, stage1_downsample, batch_size, device, flips, progress=False)
+    return predict_stack(network, image, 1, stage1_downsample, batch_size, device, flips, progress=False, tile=tile)
 
 
 def scm_block(
@@ -80,6 +81,7 @@ def scm_block(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     flips: bool = False,
+    tile: int = 1024,
 ) -> np.ndarray:
     """uint8 0/255 mask (z1 - z0, Y, X) of slices [z0, z1) from the stage-1 probabilities ``probs``.
 
@@ -90,7 +92,9 @@ def scm_block(
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
     inputs = scm_inputs(np.asarray(probs[lo:hi]), input_kind, threshold)
     inner = np.arange(z0 - lo, z1 - lo)
-    final = predict_stack(network, inputs, window, scm_downsample, batch_size, device, flips, False, centers=inner)
+    final = predict_stack(
+        network, inputs, window, scm_downsample, batch_size, device, flips, False, centers=inner, tile=tile
+    )
     return to_mask(final, threshold)
 
 

@@ -38,9 +38,11 @@ def stage1(
     device: str | torch.device = "cpu",
     flips: bool = False,
     progress: bool = True,
+    tile: int = 1024,
 ) -> np.ndarray:
     """Stage-1 probabilities (Z, Y, X) uint8 0..255 of a raw (Z, Y, X) image stack of any dtype."""
-    return predict_stack(network, normalize_stack(image), 1, downsample, batch_size, device, flips, "stage 1", progress)
+    image = normalize_stack(image)
+    return predict_stack(network, image, 1, downsample, batch_size, device, flips, "stage 1", progress, tile=tile)
 
 
 def scm(
@@ -54,10 +56,11 @@ def scm(
     device: str | torch.device = "cpu",
     flips: bool = False,
     progress: bool = True,
+    tile: int = 1024,
 ) -> np.ndarray:
     """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (uint8 0..255)."""
     inputs = scm_inputs(prob, input_kind, threshold)
-    return predict_stack(network, inputs, window, downsample, batch_size, device, flips, "SCM", progress)
+    return predict_stack(network, inputs, window, downsample, batch_size, device, flips, "SCM", progress, tile=tile)
 
 
 def to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -118,6 +121,7 @@ def segment(
     device: str | torch.device = "cpu",
     flips: bool = False,
     progress: bool = True,
+    tile: int = 1024,
 ) -> dict[str, np.ndarray]:
     """Segment a raw (Z, Y, X) stack: stage 1, then the SCM (skipped when ``scm_network`` is None).
 
@@ -127,11 +131,11 @@ def segment(
         ``stage1_prob`` and ``final_prob`` (uint8 0..255), ``final_mask`` (uint8 0/255), all
         (Z, Y, X) with the image's shape.
     """
-    prob1 = stage1(stage1_network, image, stage1_downsample, batch_size, device, flips, progress)
+    prob1 = stage1(stage1_network, image, stage1_downsample, batch_size, device, flips, progress, tile)
     final = prob1
     if scm_network is not None:
         final = scm(
-            scm_network, prob1, window, input_kind, threshold, scm_downsample, batch_size, device, flips, progress
+            scm_network, prob1, window, input_kind, threshold, scm_downsample, batch_size, device, flips, progress, tile
         )
     return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, threshold)}
 

@@ -26,6 +26,7 @@ def predict_stack(
     desc: str = "predict",
     progress: bool = True,
     centers: np.ndarray | None = None,
+    tile: int = 1024,
 ) -> np.ndarray:
     """Probabilities of a one-output-channel 2D network for every slice of a stack (or ``centers``).
 
@@ -53,6 +54,10 @@ def predict_stack(
         Progress bar label.
     centers : numpy.ndarray or None
         Only these slice indices (their windows still read the neighbours); None: every slice.
+    tile : int
+        Slices larger than ``tile`` x ``tile`` at the network's resolution are predicted in
+        overlapping tiles of that size, blended with Gaussian weights (MONAI sliding-window
+        inference), which bounds the network's memory; 0: never tile.
 
     Returns
     -------
@@ -76,13 +81,30 @@ def predict_stack(
         ):
             batch_centers = wanted[start : start + batch_size]
             batch = torch.from_numpy(reduced[window_indices(batch_centers, n, window)]).to(device)
-            prob = _forward(network, batch, flips)
+            prob = _forward_tiled(network, batch, flips, tile)
             prob = resize_tensor(prob, full).clamp_(0, 1)
             out[start : start + batch_centers.size] = torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
     return out
 
 
 MIN_SIZE = 32  # a 4-level U-Net needs >= 2 px at its bottleneck for instance norm
+
+
+def _forward_tiled(network: torch.nn.Module, batch: torch.Tensor, flips: bool, tile: int) -> torch.Tensor:
+    """``_forward``, over overlapping ``tile`` x ``tile`` tiles when a slice is larger than that."""
+    if tile <= 0 or (batch.shape[-2] <= tile and batch.shape[-1] <= tile):
+        return _forward(network, batch, flips)
+    from monai.inferers import sliding_window_inference
+
+    tile = max(int(tile), MIN_SIZE)
+    return sliding_window_inference(
+        batch,
+        roi_size=(min(tile, batch.shape[-2]), min(tile, batch.shape[-1])),
+        sw_batch_size=1,
+        predictor=lambda x: _forward(network, x, flips),
+        overlap=0.25,
+        mode="gaussian",
+    )
 
 
 def _forward(network: torch.nn.Module, batch: torch.Tensor, flips: bool) -> torch.Tensor:
