@@ -212,8 +212,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from emseg_monai.inference.pipeline import wants_blocks
     from emseg_monai.io.stacks import check_output_path
-    from emseg_monai.io.volumes import is_zarr_path, open_volume
+    from emseg_monai.io.volumes import open_volume
     from emseg_monai.workflows import segment_file
 
     if args.block_size is not None and args.block_size < 1:
@@ -221,8 +222,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     shape = tuple(open_volume(args.image).shape)  # checks the input early, reads no pixels
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
-    dask = bool(args.workers or args.scheduler)
-    blockwise = dask or bool(args.block_size or args.resume or is_zarr_path(args.image) or is_zarr_path(args.output))
+    blockwise = wants_blocks(args.image, args.output, args.block_size, args.resume, args.workers, args.scheduler)
     if not blockwise:
         check_output_path(args.output, overwrite=args.overwrite)
     start = time.perf_counter()

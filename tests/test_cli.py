@@ -44,23 +44,15 @@ def one_line_error(capsys, argv, match):
     return err[0]
 
 
+def train_argv(data, out, *extra):
+    """``emseg train`` arguments for a tiny run on ``data``/image.tif and label.tif into ``out``."""
+    return ["train", str(data / "image.tif"), str(data / "label.tif"), "--output", str(out), *TRAIN_ARGS, *extra]
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_run") / "run"
-    assert (
-        main(
-            [
-                "--quiet",
-                "train",
-                str(tiny_data / "image.tif"),
-                str(tiny_data / "label.tif"),
-                "--output",
-                str(out),
-                *TRAIN_ARGS,
-            ]
-        )
-        == 0
-    )
+    assert main(["--quiet", *train_argv(tiny_data, out)]) == 0
     return out
 
 

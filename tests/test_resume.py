@@ -13,24 +13,15 @@ import torch
 from emseg_monai.cli import main
 from emseg_monai.errors import InputError
 from emseg_monai.handlers import TrainingCheckpoint, training_done
-from tests.test_cli import TRAIN_ARGS
+from tests.test_cli import train_argv
 
 EPOCHS, ITERATIONS = 60, 4
 
 
 def _args(tiny_data, out, epochs=EPOCHS):
-    args = [
-        "train",
-        str(tiny_data / "image.tif"),
-        str(tiny_data / "label.tif"),
-        "--output",
-        str(out),
-        *TRAIN_ARGS,
-        "--val-slices",
-        "none",
-    ]
     # the last --epochs / --iterations win in argparse
-    return args + ["--epochs", str(epochs), "--iterations", str(ITERATIONS)]
+    extra = ["--val-slices", "none", "--epochs", str(epochs), "--iterations", str(ITERATIONS)]
+    return train_argv(tiny_data, out, *extra)
 
 
 def _trainer_state(path):

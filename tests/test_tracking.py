@@ -5,22 +5,11 @@ import importlib.util
 import pytest
 
 from emseg_monai.cli import main
-from tests.test_cli import TRAIN_ARGS
+from tests.test_cli import train_argv
 
 
 def _train(tiny_data, out, *extra):
-    return main(
-        [
-            "--quiet",
-            "train",
-            str(tiny_data / "image.tif"),
-            str(tiny_data / "label.tif"),
-            "--output",
-            str(out),
-            *TRAIN_ARGS,
-            *extra,
-        ]
-    )
+    return main(["--quiet", *train_argv(tiny_data, out, *extra)])
 
 
 def test_mlflow_records_both_trainings(tiny_data, tmp_path):

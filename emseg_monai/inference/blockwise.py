@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emseg_monai.data.normalize import intensity_range, normalize_stack
+from emseg_monai.data.normalize import intensity_range
 from emseg_monai.data.training import scm_inputs
 from emseg_monai.errors import InputError
-from emseg_monai.inference.pipeline import to_mask
+from emseg_monai.inference.pipeline import stage1, to_mask
 from emseg_monai.inference.predict import predict_stack
 from emseg_monai.io.stacks import TIFF_SUFFIXES, _suffix, atomic_write, check_output_path
 from emseg_monai.io.volumes import create_zarr_output, is_zarr_path, open_volume, read_slices, record_settings
@@ -65,8 +65,8 @@ def stage1_block(
     tile: int = 1024,
 ) -> np.ndarray:
     """Stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume."""
-    image = normalize_stack(read_slices(volume, z0, z1), value_range)
-    return predict_stack(network, image, 1, stage1_downsample, batch_size, device, flips, progress=False, tile=tile)
+    image = read_slices(volume, z0, z1)
+    return stage1(network, image, stage1_downsample, batch_size, device, flips, False, tile, value_range)
 
 
 def scm_block(
@@ -100,6 +100,29 @@ def scm_block(
 
 def _pick(options: dict, keys: tuple[str, ...]) -> dict:
     return {k: v for k, v in options.items() if k in keys}
+
+
+def block_probs(
+    volume: Any, z0: int, z1: int, value_range, stage1_network: torch.nn.Module, options: dict
+) -> np.ndarray:
+    """Pass 1 of one block: its stage-1 probabilities (``stage1_block`` with the run's ``options``)."""
+    return stage1_block(volume, z0, z1, value_range, stage1_network, **_pick(options, STAGE1_KEYS))
+
+
+def block_mask(
+    volume: Any,
+    probs: Any,
+    z0: int,
+    z1: int,
+    value_range,
+    stage1_network: torch.nn.Module,
+    scm_network: torch.nn.Module | None,
+    options: dict,
+) -> np.ndarray:
+    """Pass 2 of one block: the SCM mask from ``probs``, or the stage-1 mask when there is no SCM."""
+    if scm_network is None:
+        return to_mask(block_probs(volume, z0, z1, value_range, stage1_network, options), options.get("threshold", 0.5))
+    return scm_block(probs, z0, z1, scm_network, **_pick(options, SCM_KEYS))
 
 
 def _write_tiff(path: Path, shape: tuple[int, int, int], masks: Any) -> None:
@@ -145,17 +168,13 @@ def _run_local(
     final_step = "scm" if scm_network is not None else "stage1"
     bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
     for z0, z1 in stage1_todo:  # pass 1: stage-1 probabilities
-        probs[z0:z1] = stage1_block(volume, z0, z1, value_range, stage1_network, **_pick(options, STAGE1_KEYS))
+        probs[z0:z1] = block_probs(volume, z0, z1, value_range, stage1_network, options)
         _mark(_marker(done_dir, "stage1", z0, z1))
         bar.update(1)
 
     def masks():  # pass 2: SCM masks (or stage-1 masks when there is no SCM)
         for z0, z1 in todo:
-            if probs is None:
-                prob = stage1_block(volume, z0, z1, value_range, stage1_network, **_pick(options, STAGE1_KEYS))
-                mask = to_mask(prob, options.get("threshold", 0.5))
-            else:
-                mask = scm_block(probs, z0, z1, scm_network, **_pick(options, SCM_KEYS))
+            mask = block_mask(volume, probs, z0, z1, value_range, stage1_network, scm_network, options)
             if target is not None:
                 target[z0:z1] = mask
                 _mark(_marker(done_dir, final_step, z0, z1))

@@ -46,14 +46,13 @@ def _stage1_remote(image_file: str, probs: str, marker: str, z0: int, z1: int, v
     """Task: stage-1 probabilities of slices [z0, z1) into the scratch Zarr ``probs``."""
     import zarr
 
-    from emseg_monai.inference.blockwise import STAGE1_KEYS, _pick, stage1_block
-    from emseg_monai.io.stacks import atomic_write
+    from emseg_monai.inference.blockwise import _mark, block_probs
     from emseg_monai.io.volumes import open_volume
 
     torch.set_num_threads(1)  # one thread per single-threaded worker: no oversubscription
-    prob = stage1_block(open_volume(image_file), z0, z1, value_range, network, **_pick(options, STAGE1_KEYS))
+    prob = block_probs(open_volume(image_file), z0, z1, value_range, network, options)
     zarr.open_array(probs, mode="r+")[z0:z1] = prob
-    atomic_write(Path(marker), lambda tmp: tmp.write_text("{}"), overwrite=True)
+    _mark(Path(marker))
     return z1 - z0
 
 
@@ -63,23 +62,19 @@ def _final_remote(
     """Task: the mask of slices [z0, z1) (SCM on ``probs`` with its halo, or stage 1) into ``output``."""
     import zarr
 
-    from emseg_monai.inference.blockwise import SCM_KEYS, STAGE1_KEYS, _pick, scm_block, stage1_block
-    from emseg_monai.inference.pipeline import to_mask
-    from emseg_monai.io.stacks import atomic_write
+    from emseg_monai.inference.blockwise import _mark, block_mask
     from emseg_monai.io.volumes import open_volume
 
     torch.set_num_threads(1)
-    if probs is None:
-        prob = stage1_block(open_volume(image_file), z0, z1, value_range, networks[0], **_pick(options, STAGE1_KEYS))
-        mask = to_mask(prob, options.get("threshold", 0.5))
-    else:
-        mask = scm_block(zarr.open_array(probs, mode="r"), z0, z1, networks[1], **_pick(options, SCM_KEYS))
+    volume = open_volume(image_file)
+    scratch = None if probs is None else zarr.open_array(probs, mode="r")
+    mask = block_mask(volume, scratch, z0, z1, value_range, networks[0], networks[1], options)
     zarr.open_array(output, mode="r+")[z0:z1] = mask
-    atomic_write(Path(marker), lambda tmp: tmp.write_text("{}"), overwrite=True)
+    _mark(Path(marker))
     return z1 - z0
 
 
-def _wait(futures: list, progress: bool, bar: Any) -> None:
+def _wait(futures: list, bar: Any) -> None:
     from distributed import as_completed
 
     try:
@@ -112,6 +107,8 @@ def submit_blocks(
     """
     from tqdm import tqdm
 
+    from emseg_monai.inference.blockwise import _marker
+
     networks = [stage1_network.cpu().eval(), None if scm_network is None else scm_network.cpu().eval()]
     shared = client.scatter(networks, broadcast=True)
     options = {**options, "device": "cpu"}
@@ -123,7 +120,7 @@ def submit_blocks(
             _stage1_remote,
             str(image_file),
             probs,
-            str(done_dir / f"stage1-{z0}-{z1}.json"),
+            str(_marker(done_dir, "stage1", z0, z1)),
             z0,
             z1,
             value_range,
@@ -134,7 +131,7 @@ def submit_blocks(
         )
         for z0, z1 in stage1_todo
     ]
-    _wait(first, progress, bar)
+    _wait(first, bar)
     step = "scm" if scm_network is not None else "stage1"
     second = [
         client.submit(
@@ -142,7 +139,7 @@ def submit_blocks(
             str(image_file),
             probs,
             str(output),
-            str(done_dir / f"{step}-{z0}-{z1}.json"),
+            str(_marker(done_dir, step, z0, z1)),
             z0,
             z1,
             value_range,
@@ -153,5 +150,5 @@ def submit_blocks(
         )
         for z0, z1 in todo
     ]
-    _wait(second, progress, bar)
+    _wait(second, bar)
     bar.close()

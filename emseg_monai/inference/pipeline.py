@@ -39,9 +39,14 @@ def stage1(
     flips: bool = False,
     progress: bool = True,
     tile: int = 1024,
+    value_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Stage-1 probabilities (Z, Y, X) uint8 0..255 of a raw (Z, Y, X) image stack of any dtype."""
-    image = normalize_stack(image)
+    """Stage-1 probabilities (Z, Y, X) uint8 0..255 of a raw (Z, Y, X) image stack of any dtype.
+
+    ``value_range`` is the intensity range mapped to [0, 1] (default: the stack's own percentiles;
+    block-wise inference passes the whole volume's).
+    """
+    image = normalize_stack(image, value_range)
     return predict_stack(network, image, 1, downsample, batch_size, device, flips, "stage 1", progress, tile=tile)
 
 
@@ -140,6 +145,21 @@ def segment(
     return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, threshold)}
 
 
+def wants_blocks(
+    image_file: str | Path,
+    output_file: str | Path,
+    block_size: int | None = 0,
+    resume: bool = False,
+    workers: int | None = 0,
+    scheduler: str | None = None,
+) -> bool:
+    """Whether ``run_segment`` goes block-wise: a block size, resume, Dask, or a .zarr input/output."""
+    from emseg_monai.io.volumes import is_zarr_path
+
+    extra = bool(block_size) or resume or bool(workers) or bool(scheduler)
+    return extra or is_zarr_path(image_file) or is_zarr_path(output_file)
+
+
 def run_segment(
     image_file: str | Path,
     output_file: str | Path,
@@ -165,7 +185,7 @@ def run_segment(
     from emseg_monai.io.volumes import is_zarr_path
 
     dask = bool(workers) or bool(scheduler)
-    if dask or block_size > 0 or resume or is_zarr_path(image_file) or is_zarr_path(output_file):
+    if wants_blocks(image_file, output_file, block_size, resume, workers, scheduler):
         from emseg_monai.inference.blockwise import run_segment_blocks
 
         if save_stage1:
