@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--no-scm", action="store_true", help="stage 1 only")
     seg.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
     seg.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (inference.yaml: 4)")
+    seg.add_argument(
+        "--backend",
+        default=None,
+        help="inference backend: auto (ONNX Runtime on the CPU when installed, else torch; the default), "
+        "torch, onnx, channels_last, bf16",
+    )
     seg.add_argument("--save-stage1", action="store_true", help="also write the stage-1 probabilities and masks")
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -212,6 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from emseg_monai.inference.backends import check_backend
     from emseg_monai.inference.pipeline import wants_blocks
     from emseg_monai.io.stacks import check_output_path
     from emseg_monai.io.volumes import open_volume
@@ -222,6 +229,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     shape = tuple(open_volume(args.image).shape)  # checks the input early, reads no pixels
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
+    if args.backend is not None:
+        check_backend(args.backend)
     blockwise = wants_blocks(args.image, args.output, args.block_size, args.resume, args.workers, args.scheduler)
     if not blockwise:
         check_output_path(args.output, overwrite=args.overwrite)
@@ -233,6 +242,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         use_scm=not args.no_scm,
         flips=args.flips,
         batch_size=args.batch_size,
+        backend=args.backend,
         save_stage1=args.save_stage1,
         device=args.device,
         overwrite=args.overwrite,
