@@ -68,8 +68,9 @@ def main() -> None:
     nets = shipped_networks()
     rng = np.random.default_rng(0)
     batches = {
-        name: torch.from_numpy(rng.random((args.batch, net.conv_0.conv_0.conv.in_channels, args.size, args.size),
-                                          dtype=np.float32))
+        name: torch.from_numpy(
+            rng.random((args.batch, net.conv_0.conv_0.conv.in_channels, args.size, args.size), dtype=np.float32)
+        )
         for name, net in nets.items()
     }
     full_voxels = args.batch * (args.size * downsample) ** 2
@@ -93,8 +94,11 @@ def main() -> None:
         total = seconds["stage1"] + seconds["scm"]
         diff = f"{max(diffs):.1e}" if diffs else "-"
         rows.append((setting, seconds["stage1"], seconds["scm"], full_voxels / total / 1e6, diff))
-        print(f"{setting}: stage 1 {seconds['stage1']:.2f} s, SCM {seconds['scm']:.2f} s, "
-              f"{full_voxels / total / 1e6:.2f} Mvoxel/s, max |prob diff| {diff}", flush=True)
+        print(
+            f"{setting}: stage 1 {seconds['stage1']:.2f} s, SCM {seconds['scm']:.2f} s, "
+            f"{full_voxels / total / 1e6:.2f} Mvoxel/s, max |prob diff| {diff}",
+            flush=True,
+        )
     print("\n| setting | stage 1 (s/batch) | SCM (s/batch) | Mvoxel/s (stage 1 + SCM) | max prob diff vs torch |")
     print("|---|---:|---:|---:|---:|")
     for setting, s1, s2, speed, diff in rows:

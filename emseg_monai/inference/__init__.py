@@ -7,4 +7,12 @@ from emseg_monai.inference.predict import predict_stack
 __all__ = [
     "BACKENDS",
     "to_backend",
-   "predict_stack", "run_mpp", "run_segment", "run_stage1", "scm", "segment", "stage1", "to_mask"]
+    "predict_stack",
+    "run_mpp",
+    "run_segment",
+    "run_stage1",
+    "scm",
+    "segment",
+    "stage1",
+    "to_mask",
+]

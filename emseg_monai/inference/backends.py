@@ -143,7 +143,7 @@ class OnnxNetwork(torch.nn.Module):
                 dynamo=False,
                 input_names=["image"],
                 output_names=["logits"],
-                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}},
+                dynamic_axes={name: {0: "batch", 2: "height", 3: "width"} for name in ("image", "logits")},
             )
         return cls(buffer.getvalue(), in_channels, threads)
 
