@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,18 +33,27 @@ def normalize_stack(stack: np.ndarray, value_range: tuple[float, float] | None =
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def resize_slices(stack: np.ndarray, size: tuple[int, int], binary: bool = False) -> np.ndarray:
+def resize_slices(
+    stack: np.ndarray,
+    size: tuple[int, int],
+    binary: bool = False,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
     """Resize every slice of a (Z, Y, X) stack to ``size`` = (Y', X').
 
     Area averaging when shrinking and bilinear when enlarging; with ``binary`` the result is
     thresholded at 0.5 and returned as bool. Returns float32 (or bool); the input is not modified.
+    ``prepare`` (a per-voxel map, e.g. intensity normalisation) is applied to 16 slices at a time
+    before resizing, so no full-resolution float copy of the whole stack is made.
     """
-    if tuple(stack.shape[1:]) == tuple(size):
-        return stack.astype(bool if binary else np.float32, copy=True)
     out = np.empty((stack.shape[0], *size), dtype=np.float32)
     for start in range(0, stack.shape[0], 16):
-        chunk = torch.from_numpy(np.asarray(stack[start : start + 16], dtype=np.float32))[:, None]
-        out[start : start + 16] = resize_tensor(chunk, size)[:, 0].numpy()
+        chunk = np.asarray(stack[start : start + 16])
+        chunk = np.asarray(prepare(chunk) if prepare is not None else chunk, dtype=np.float32)
+        if tuple(stack.shape[1:]) == tuple(size):
+            out[start : start + 16] = chunk
+        else:
+            out[start : start + 16] = resize_tensor(torch.from_numpy(chunk)[:, None], size)[:, 0].numpy()
     return out >= 0.5 if binary else out
 
 

@@ -158,15 +158,47 @@ class OnnxNetwork(torch.nn.Module):
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3
+            options.enable_mem_pattern = False  # same speed here, 360 MB less for both networks at 1024 x 1024
+            if _shared_arena():
+                options.add_session_config_entry("session.use_env_allocators", "1")
             _SESSIONS[self] = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         return _SESSIONS[self]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 1, Y, X) of ``x`` (B, C, Y, X), one slice per ONNX Runtime call.
+
+        Batches of one are as fast per slice here and keep ONNX Runtime's memory at one slice's
+        activations (a batch of 4 at 1024 x 1024 took 4.5 GB, one slice 1.6 GB with both networks).
+        """
         if x.device.type != "cpu":
             raise InputError(f"the ONNX backend runs on the CPU, got a tensor on {x.device}")
         session = self.session
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
-        return torch.from_numpy(session.run(None, feed)[0])
+        name = session.get_inputs()[0].name
+        array = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        return torch.from_numpy(np.concatenate([session.run(None, {name: array[i : i + 1]})[0] for i in range(len(x))]))
+
+
+_ARENA: list[bool] = []
+
+
+def _shared_arena() -> bool:
+    """Register one CPU memory arena for all sessions of this process (once); whether it exists.
+
+    Each session otherwise keeps its own arena at its peak size, so the stage-1 and SCM sessions
+    would hold twice the memory one of them needs.
+    """
+    if not _ARENA:
+        import onnxruntime as ort
+
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        try:
+            # arena grown by what is asked for, not in doubling steps
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+            _ARENA.append(True)
+        except Exception as exc:  # an older ONNX Runtime, or one registered by someone else
+            logger.debug("no shared ONNX Runtime arena: %s", exc)
+            _ARENA.append(False)
+    return _ARENA[0]
 
 
 def _in_channels(network: torch.nn.Module) -> int:

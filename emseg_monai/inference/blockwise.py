@@ -23,6 +23,7 @@ import json
 import logging
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,20 @@ def scm_block(
     """
     halo = check_window(window) // 2
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
-    inputs = scm_inputs(np.asarray(probs[lo:hi]), input_kind, threshold)
+    scm_inputs(np.asarray(probs[lo : lo + 1]), input_kind, threshold)  # refuses a bad input kind early
     inner = np.arange(z0 - lo, z1 - lo)
     final = predict_stack(
-        network, inputs, window, scm_downsample, batch_size, device, flips, False, centers=inner, tile=tile
+        network,
+        np.asarray(probs[lo:hi]),
+        window,
+        scm_downsample,
+        batch_size,
+        device,
+        flips,
+        False,
+        centers=inner,
+        tile=tile,
+        prepare=partial(scm_inputs, input_kind=input_kind, threshold=threshold),
     )
     return to_mask(final, threshold)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emseg_monai.data.normalize import normalize_stack
+from emseg_monai.data.normalize import intensity_range, normalize_stack
 from emseg_monai.data.slices import parse_slice_spec
 from emseg_monai.data.training import scm_inputs
 from emseg_monai.errors import InputError
@@ -46,8 +47,20 @@ def stage1(
     ``value_range`` is the intensity range mapped to [0, 1] (default: the stack's own percentiles;
     block-wise inference passes the whole volume's).
     """
-    image = normalize_stack(image, value_range)
-    return predict_stack(network, image, 1, downsample, batch_size, device, flips, "stage 1", progress, tile=tile)
+    value_range = intensity_range(image) if value_range is None else value_range
+    return predict_stack(
+        network,
+        image,
+        1,
+        downsample,
+        batch_size,
+        device,
+        flips,
+        "stage 1",
+        progress,
+        tile=tile,
+        prepare=partial(normalize_stack, value_range=value_range),
+    )
 
 
 def scm(
@@ -64,8 +77,11 @@ def scm(
     tile: int = 1024,
 ) -> np.ndarray:
     """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (uint8 0..255)."""
-    inputs = scm_inputs(prob, input_kind, threshold)
-    return predict_stack(network, inputs, window, downsample, batch_size, device, flips, "SCM", progress, tile=tile)
+    scm_inputs(prob[:1], input_kind, threshold)  # refuses a bad input kind before any work
+    prepare = partial(scm_inputs, input_kind=input_kind, threshold=threshold)
+    return predict_stack(
+        network, prob, window, downsample, batch_size, device, flips, "SCM", progress, tile=tile, prepare=prepare
+    )
 
 
 def to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:

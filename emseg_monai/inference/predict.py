@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ def predict_stack(
     progress: bool = True,
     centers: np.ndarray | None = None,
     tile: int = 1024,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Probabilities of a one-output-channel 2D network for every slice of a stack (or ``centers``).
 
@@ -39,7 +41,8 @@ def predict_stack(
     network : torch.nn.Module
         Maps (B, N, y, x) float32 to (B, 1, y, x) logits.
     stack : numpy.ndarray
-        (Z, Y, X) float32 input in [0, 1] (normalised image, or stage-1 outputs for the SCM).
+        (Z, Y, X) float32 input in [0, 1] (normalised image, or stage-1 outputs for the SCM), or
+        any array that ``prepare`` maps to that.
     window : int
         N, odd.
     downsample : float
@@ -58,6 +61,9 @@ def predict_stack(
         Slices larger than ``tile`` x ``tile`` at the network's resolution are predicted in
         overlapping tiles of that size, blended with Gaussian weights (MONAI sliding-window
         inference), which bounds the network's memory; 0: never tile.
+    prepare : callable or None
+        Per-voxel map (Z, Y, X) -> float32 applied 16 slices at a time before resizing (e.g.
+        intensity normalisation of a raw uint8 stack), so no float copy of the full stack is made.
 
     Returns
     -------
@@ -71,7 +77,7 @@ def predict_stack(
     n, full = stack.shape[0], tuple(stack.shape[1:])
     small = scaled_size(full, downsample)
     device = torch.device(device)
-    reduced = resize_slices(stack, small)
+    reduced = resize_slices(stack, small, prepare=prepare)
     wanted = np.arange(n) if centers is None else np.asarray(centers, dtype=np.int64)
     out = np.empty((wanted.size, *full), dtype=np.uint8)
     network.eval()
