@@ -144,3 +144,14 @@ def test_scaled_size(shape, downsample, expected):
 def test_scaled_size_rejects_below_one(downsample):
     with pytest.raises(ValueError, match="downsample must be >= 1, got"):
         scaled_size((10, 10), downsample)
+
+
+@pytest.mark.parametrize("size", [(20, 24), (40, 48)])
+def test_resize_slices_prepare_equals_preparing_first(size):
+    """Normalising 16 slices at a time inside the resize gives what normalising the whole stack gives."""
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 256, (37, 40, 48), dtype=np.uint8)
+    value_range = intensity_range(stack)
+    got = resize_slices(stack, size, prepare=lambda chunk: normalize_stack(chunk, value_range))
+    np.testing.assert_array_equal(got, resize_slices(normalize_stack(stack, value_range), size))
+    assert got.dtype == np.float32 and got.shape == (37, *size)
