@@ -9,8 +9,8 @@ Backends (speeds on 2 CPU cores: benchmarks/bench_inference_speed.py and docs/re
 
 - ``torch``: the network itself, in inference mode.
 - ``channels_last``: torch with NHWC memory layout.
-- ``bf16``: torch under CPU autocast to bfloat16 (probabilities differ by about 1e-2).
-- ``onnx``: the network exported to ONNX and run by ONNX Runtime (``pip install emseg-monai[export]``);
+- ``bf16``: torch under CPU autocast to bfloat16 (probabilities moved by up to 0.68 on random inputs).
+- ``onnx``: the network exported to ONNX and run by ONNX Runtime (installed with the package);
   probabilities differ from torch by about 1e-4.
 - ``auto``: ``onnx`` on the CPU when ONNX Runtime is installed, else ``torch``.
 """
@@ -37,7 +37,7 @@ BACKENDS = ("auto", "torch", "channels_last", "bf16", "onnx")
 
 
 def onnx_available() -> bool:
-    """Whether ONNX Runtime and the ONNX exporter's packages are installed."""
+    """Whether ONNX Runtime and onnx (the exporter writes its format) are installed."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -64,7 +64,7 @@ def resolve_backend(name: str, device: str | torch.device = "cpu") -> str:
     if name == "auto":
         return "onnx" if not gpu and onnx_available() else "torch"
     if name == "onnx" and not onnx_available():
-        raise InputError("backend 'onnx' needs ONNX Runtime: pip install 'emseg-monai[export]'")
+        raise InputError("backend 'onnx' needs ONNX Runtime: pip install onnx onnxruntime")
     if name in ("onnx", "bf16") and gpu:
         raise InputError(f"backend {name!r} runs on the CPU only, got device {device}")
     return name
