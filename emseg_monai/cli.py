@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--spread-min-size", type=int, default=None, help="MPP smallest spread piece (px)")
     train.add_argument("--erosions-per-step", type=int, default=None, help="MPP erosions per slice step")
     train.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and the transforms")
+    train.add_argument(
+        "--precision",
+        default=None,
+        help="float32 (default) or bf16: training forward passes in bfloat16 on the CPU (about 2x faster steps)",
+    )
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     train.add_argument("--overwrite", action="store_true", help="reuse an existing output folder")
     train.add_argument(
@@ -171,6 +176,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.window is not None:
         check_window(args.window)
     check_tracking(args.tracking)
+    if args.precision is not None:
+        import torch
+
+        from emseg_monai.networks import with_precision
+
+        with_precision(torch.nn.Identity(), args.precision, args.device or "cpu")
     if args.tensorboard is not None:
         import importlib.util
 
@@ -184,6 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "val_slices": args.val_slices,
         "seed": args.seed,
         "tensorboard_dir": args.tensorboard,
+        "precision": args.precision,
     }
     shared = {
         "stage1_features": args.features,

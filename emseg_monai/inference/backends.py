@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from emseg_monai.errors import InputError
+from emseg_monai.networks.precision import Bfloat16
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +101,6 @@ class ChannelsLast(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=torch.channels_last)).contiguous()
-
-
-class Bfloat16(torch.nn.Module):
-    """Runs ``network`` under CPU autocast to bfloat16; returns float32 logits."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.network(x).float()
 
 
 class OnnxNetwork(torch.nn.Module):

@@ -1,5 +1,6 @@
 """Networks: both stages use MONAI's 2D ``BasicUNet`` (the SCM with N input channels)."""
 
+from emseg_monai.networks.precision import PRECISIONS, Bfloat16, with_precision
 from emseg_monai.networks.weights import load_weights
 
-__all__ = ["load_weights"]
+__all__ = ["PRECISIONS", "Bfloat16", "load_weights", "with_precision"]
