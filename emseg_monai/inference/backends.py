@@ -18,6 +18,7 @@ Backends (speeds on 2 CPU cores: benchmarks/bench_inference_speed.py and docs/re
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import logging
 import warnings
@@ -110,17 +111,15 @@ class OnnxNetwork(torch.nn.Module):
     the module (``_SESSIONS``), so the module pickles (Dask ships it to workers).
     """
 
-    def __init__(self, model: bytes, in_channels: int, threads: int = 0) -> None:
+    def __init__(self, model: bytes, threads: int = 0) -> None:
         super().__init__()
         self.model = model
-        self.in_channels = in_channels
         self.threads = threads
 
     @classmethod
     def from_torch(cls, network: torch.nn.Module, threads: int = 0, size: int = 64) -> OnnxNetwork:
         """Export ``network`` (its first layer gives the input channels) to ONNX in memory."""
-        in_channels = _in_channels(network)
-        example = torch.zeros((1, in_channels, size, size))
+        example = torch.zeros((1, _in_channels(network), size, size))
         buffer = io.BytesIO()
         # the TorchScript-based exporter: 0.2 s here, against about 6 s for the dynamo exporter
         with warnings.catch_warnings(), _quiet_exporter(), _shape_generic_upcat(), torch.no_grad():
@@ -134,7 +133,7 @@ class OnnxNetwork(torch.nn.Module):
                 output_names=["logits"],
                 dynamic_axes={name: {0: "batch", 2: "height", 3: "width"} for name in ("image", "logits")},
             )
-        return cls(buffer.getvalue(), in_channels, threads)
+        return cls(buffer.getvalue(), threads)
 
     @property
     def session(self):
@@ -167,27 +166,23 @@ class OnnxNetwork(torch.nn.Module):
         return torch.from_numpy(np.concatenate([session.run(None, {name: array[i : i + 1]})[0] for i in range(len(x))]))
 
 
-_ARENA: list[bool] = []
-
-
+@functools.cache
 def _shared_arena() -> bool:
     """Register one CPU memory arena for all sessions of this process (once); whether it exists.
 
     Each session otherwise keeps its own arena at its peak size, so the stage-1 and SCM sessions
     would hold twice the memory one of them needs.
     """
-    if not _ARENA:
-        import onnxruntime as ort
+    import onnxruntime as ort
 
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        try:
-            # arena grown by what is asked for, not in doubling steps
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-            _ARENA.append(True)
-        except Exception as exc:  # an older ONNX Runtime, or one registered by someone else
-            logger.debug("no shared ONNX Runtime arena: %s", exc)
-            _ARENA.append(False)
-    return _ARENA[0]
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    try:
+        # arena grown by what is asked for, not in doubling steps
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+    except Exception as exc:  # an older ONNX Runtime, or one registered by someone else
+        logger.debug("no shared ONNX Runtime arena: %s", exc)
+        return False
+    return True
 
 
 def _in_channels(network: torch.nn.Module) -> int:

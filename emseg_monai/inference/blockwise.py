@@ -23,7 +23,6 @@ import json
 import logging
 import shutil
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,8 @@ import torch
 from tqdm import tqdm
 
 from emseg_monai.data.normalize import intensity_range
-from emseg_monai.data.training import scm_inputs
 from emseg_monai.errors import InputError
-from emseg_monai.inference.pipeline import stage1, to_mask
-from emseg_monai.inference.predict import predict_stack
+from emseg_monai.inference.pipeline import scm, stage1, to_mask
 from emseg_monai.io.stacks import TIFF_SUFFIXES, _suffix, atomic_write, check_output_path
 from emseg_monai.io.volumes import create_zarr_output, is_zarr_path, open_volume, read_slices, record_settings
 from emseg_monai.transforms.windows import check_window
@@ -91,20 +88,20 @@ def scm_block(
     """
     halo = check_window(window) // 2
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
-    scm_inputs(np.asarray(probs[lo : lo + 1]), input_kind, threshold)  # refuses a bad input kind early
     inner = np.arange(z0 - lo, z1 - lo)
-    final = predict_stack(
+    final = scm(
         network,
         np.asarray(probs[lo:hi]),
         window,
+        input_kind,
+        threshold,
         scm_downsample,
         batch_size,
         device,
         flips,
         False,
+        tile,
         centers=inner,
-        tile=tile,
-        prepare=partial(scm_inputs, input_kind=input_kind, threshold=threshold),
     )
     return to_mask(final, threshold)
 

@@ -75,12 +75,27 @@ def scm(
     flips: bool = False,
     progress: bool = True,
     tile: int = 1024,
+    centers: np.ndarray | None = None,
 ) -> np.ndarray:
-    """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (uint8 0..255)."""
-    scm_inputs(prob[:1], input_kind, threshold)  # refuses a bad input kind before any work
+    """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (uint8 0..255).
+
+    With ``centers``, only those slices (their windows still read the neighbours in ``prob``).
+    A bad ``input_kind`` fails on the first 16 slices' preparation, before any network pass.
+    """
     prepare = partial(scm_inputs, input_kind=input_kind, threshold=threshold)
     return predict_stack(
-        network, prob, window, downsample, batch_size, device, flips, "SCM", progress, tile=tile, prepare=prepare
+        network,
+        prob,
+        window,
+        downsample,
+        batch_size,
+        device,
+        flips,
+        "SCM",
+        progress,
+        centers=centers,
+        tile=tile,
+        prepare=prepare,
     )
 
 
