@@ -7,9 +7,10 @@ datasets), ``transforms`` (piecewise affine, MPP, windows), ``networks``, ``infe
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def default_bundle_root() -> str:
@@ -21,3 +22,28 @@ def default_bundle_root() -> str:
     """
     candidate = Path(__file__).resolve().parent.parent / "bundle"
     return str(candidate) if (candidate / "configs").is_dir() else "."
+
+
+def bundle_root() -> str:
+    """The folder of the bundle whose config is being run: the parent of its ``configs/`` folder.
+
+    Bundle configs use this as ``bundle_root``, so ``python -m monai.bundle run --config_file
+    RUN/configs/inference.yaml`` finds ``RUN/models`` from any working directory, for the shipped
+    bundle and for every training run alike. It is read from the ``ConfigWorkflow`` (MONAI's
+    ``run``, ``create_workflow``) that evaluates the config, with MONAI's own rule for where a
+    bundle's root is; outside one (a bare ``ConfigParser``), ``"."``, the model zoo's convention.
+    ``--bundle_root DIR`` on the command line overrides it as usual.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, ConfigWorkflow) and getattr(owner, "config_root_path", None) is not None:
+                configs = Path(owner.config_root_path).resolve()
+                return str(configs.parent if configs.name == "configs" else configs)
+            frame = frame.f_back
+    finally:
+        del frame
+    return "."

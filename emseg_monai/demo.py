@@ -12,19 +12,15 @@ from emseg_monai.data.synthetic import make_synthetic_stack
 from emseg_monai.evaluation.figures import save_dice_along_z, save_overlay
 from emseg_monai.evaluation.metrics import dice_iou, markdown_table, write_per_slice_csv
 from emseg_monai.io.stacks import atomic_write, read_mask, read_stack, write_stack
-from emseg_monai.workflows import segment_file, train_pipeline
+from emseg_monai.training.pipeline import train_pipeline
+from emseg_monai.workflows import segment_file
 
 logger = logging.getLogger(__name__)
 
 # Sized to finish in a few minutes on 2 CPU cores.
 DEMO_SHAPE = (40, 128, 128)
 DEMO_LABELED = "every:4"
-DEMO_SHARED = {
-    "stage1_features": [16, 16, 32, 64, 128, 16],
-    "scm_features": [16, 16, 32, 64, 128, 16],
-    "scm_window": 7,
-    "scm_input": "prob",
-}
+DEMO_SHARED = {"features": [16, 16, 32, 64, 128, 16], "downsample": 1, "scm_window": 7, "scm_input": "prob"}
 DEMO_STAGE1 = {
     "epochs": 16,
     "iterations_per_epoch": 20,
@@ -68,7 +64,7 @@ def run_demo(
         files[name] = (write_stack(data / f"{name}_image.tif", image), write_stack(data / f"{name}_label.tif", label))
     logger.info("demo data: two synthetic stacks of %s in %s", shape, data)
 
-    times = train_pipeline(
+    trained = train_pipeline(
         *files["train"],
         DEMO_LABELED,
         out,
@@ -77,12 +73,12 @@ def run_demo(
         mpp=DEMO_MPP,
         shared=DEMO_SHARED,
         device=device,
+        command=f"emseg demo --output {out} --seed {seed}",
     )
+    times = dict(trained["seconds"])
     for name in ("train", "test"):
         t0 = time.perf_counter()
-        segment_file(
-            files[name][0], out / f"{name}_final_mask.tif", ckpt_dir=out / "models", save_stage1=True, device=device
-        )
+        segment_file(files[name][0], out / f"{name}_final_mask.tif", out, save_stage1=True, device=device)
         times[f"segment {name} stack"] = time.perf_counter() - t0
 
     truth = {name: read_mask(files[name][1]) for name in files}

@@ -18,3 +18,11 @@ class TrainingInterrupted(RuntimeError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class EnvironmentFault(RuntimeError):
+    """The machine or cluster failed under a job (lost worker, scheduler gone, disk full).
+
+    The message names the fault; ``emseg`` shows it on one line (``--debug``: the traceback).
+    Work already finished is kept (block-wise runs resume from their markers).
+    """

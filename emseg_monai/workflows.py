@@ -1,11 +1,12 @@
-"""Run the bundle configs from Python: each stage of the pipeline is one config (or config + overlay).
+"""Run bundle configs from Python: each job of the pipeline is one config (or config + overlay).
 
-``emseg`` and the demo call these; they only translate arguments into config overrides.
+``emseg``, the demo and the training pipeline call these; they only turn arguments into config
+overrides. ``bundle`` arguments are bundle folders (``configs/`` + ``models/``): the shipped
+``bundle/`` or a training run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,19 +16,32 @@ from monai.bundle import ConfigWorkflow
 
 from emseg_monai import default_bundle_root
 from emseg_monai.errors import InputError
-from emseg_monai.handlers.checkpoint import training_done
-from emseg_monai.io.stacks import atomic_write
 
 logger = logging.getLogger(__name__)
 
-SETTINGS_FILE = "emseg.json"
-# Settings that must agree between training and inference; recorded beside the weights.
-SHARED_KEYS = ("stage1_features", "scm_features", "scm_window", "scm_input", "stage1_downsample", "scm_downsample")
+
+def resolve_bundle(path: str | Path | None = None) -> Path:
+    """The bundle folder ``path`` names (itself, or the parent of its ``models/``); default: the shipped one.
+
+    Raises InputError when it is not a bundle folder (no ``configs/inference.yaml``).
+    """
+    if path is None:
+        path = default_bundle_root()
+    folder = Path(path)
+    if not folder.exists():
+        raise InputError(f"bundle folder does not exist: {folder}")
+    for candidate in (folder, folder.parent):
+        if (candidate / "configs" / "inference.yaml").is_file():
+            return candidate
+    legacy = (
+        " (weights of an emseg before 0.2, without configs: train again)" if (folder / "stage1.pt").is_file() else ""
+    )
+    raise InputError(f"not a bundle folder: {folder} has no configs/inference.yaml{legacy}")
 
 
-def config_path(name: str, bundle_root: str | Path | None = None) -> str:
+def config_path(name: str, bundle: str | Path | None = None) -> str:
     """Path of ``configs/<name>`` in the bundle folder."""
-    root = Path(bundle_root or default_bundle_root())
+    root = Path(bundle or default_bundle_root())
     path = root / "configs" / name
     if not path.is_file():
         raise InputError(f"bundle config not found: {path} (is the bundle folder {root} complete?)")
@@ -50,156 +64,45 @@ def check_tracking(tracking: str | None) -> str | None:
 
 
 def run_config(
-    names: list[str], bundle_root: str | Path | None = None, tracking: str | None = None, **overrides: Any
+    names: list[str], bundle: str | Path | None = None, tracking: str | None = None, **overrides: Any
 ) -> Any:
-    """Run bundle config(s) ``names`` (merged left to right) with ``overrides``; return the run's result.
+    """Run config(s) ``names`` of a bundle (merged left to right) with ``overrides``; the run's last result.
 
     ``tracking`` (``"mlflow"`` or a settings file) adds MONAI's experiment-tracking handlers.
+    Overrides that are None are left out (the config's default applies).
     """
-    files = [config_path(n, bundle_root) for n in names]
-    meta = config_path("metadata.json", bundle_root)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    logger.info("running %s with %s", " + ".join(names), overrides)
+    root = Path(bundle or default_bundle_root())
+    files = [config_path(n, root) for n in names]
+    overrides = {"bundle_root": str(root), **{k: v for k, v in overrides.items() if v is not None}}
+    logger.debug("running %s with %s", " + ".join(names), overrides)
     start = time.perf_counter()
     workflow = ConfigWorkflow(
-        config_file=files, meta_file=meta, logging_file=False, workflow_type=None, tracking=tracking, **overrides
+        config_file=files,
+        meta_file=config_path("metadata.json", root),
+        logging_file=False,
+        workflow_type=None,
+        tracking=tracking,
+        **overrides,
     )
     workflow.initialize()
     try:
         result = workflow.run()
     finally:
         workflow.finalize()
-    logger.info("%s finished in %.1f s", " + ".join(names), time.perf_counter() - start)
-    return result
-
-
-def train_pipeline(
-    image_file: str | Path,
-    label_file: str | Path,
-    labeled_slices: str,
-    output_dir: str | Path,
-    stage1: dict[str, Any] | None = None,
-    scm: dict[str, Any] | None = None,
-    mpp: dict[str, Any] | None = None,
-    shared: dict[str, Any] | None = None,
-    device: str | None = None,
-    bundle_root: str | Path | None = None,
-    resume: bool = False,
-    tracking: str | None = None,
-) -> dict[str, float]:
-    """Train both stages on one stack: stage 1, stage-1 inference, MPP, SCM.
-
-    Writes, in ``output_dir``: ``models/stage1.pt``, ``stage1_prob.tif``, ``stage1_mask.tif``,
-    ``mpp_mask.tif``, ``models/scm.pt`` and ``models/emseg.json`` (the settings inference needs).
-
-    Parameters
-    ----------
-    stage1, scm : dict or None
-        Overrides of train.yaml for stage 1 and of train.yaml + scm_train.yaml for the SCM
-        (``epochs``, ``batch_size``, ``crop_size``, ...).
-    mpp : dict or None
-        Overrides of mpp.yaml (``min_size``, ``erosions_per_step``, ...).
-    shared : dict or None
-        Settings both training and inference need (keys of ``SHARED_KEYS``).
-    resume : bool
-        Continue an interrupted run in ``output_dir``: steps whose outputs are complete are
-        skipped, an interrupted training continues from its last epoch (``models/*_state.pt``),
-        and every step after the first one rerun is rerun.
-    tracking : str or None
-        ``"mlflow"`` (or a MONAI tracking-settings file) records both trainings' parameters,
-        losses and validation metrics with MLflow (in ``output_dir/mlruns`` by default).
-
-    Returns
-    -------
-    dict
-        Wall time in seconds of each step.
-    """
-    out = Path(output_dir)
-    models = out / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    shared = {k: v for k, v in (shared or {}).items() if v is not None}
-    common = {
-        "image_file": str(image_file),
-        "label_file": str(label_file),
-        "labeled_slices": labeled_slices,
-        "output_dir": str(out),
-        "ckpt_dir": str(models),
-        "device": device,
-    }
-    times: dict[str, float] = {}
-    rerun = not resume  # once one step runs again, the steps after it must too
-
-    def timed(step: str, names: list[str], done: bool, **overrides: Any) -> None:
-        nonlocal rerun
-        if done and not rerun:
-            logger.info("resume: %s already done", step)
-            return
-        rerun = True
-        start = time.perf_counter()
-        run_config(names, bundle_root, **{"tracking": None, **overrides})
-        times[step] = time.perf_counter() - start
-
-    def training(step: str, names: list[str], ckpt_name: str, **overrides: Any) -> None:
-        stem = ckpt_name.rsplit(".", 1)[0]
-        weights, state = models / ckpt_name, models / f"{stem}_state.pt"
-        done = training_done(weights, state)
-        again = bool(resume and not rerun and not done and state.is_file())
-        timed(step, names, done, **overrides, resume=again, tracking=check_tracking(tracking))
-
-    training("stage 1 training", ["train.yaml"], "stage1.pt", **common, **_pick(shared, "stage1"), **(stage1 or {}))
-    stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
-    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], stage1_files, **common, **shared)
-    mpp_keys = ("label_file", "labeled_slices", "output_dir")
-    timed("MPP", ["mpp.yaml"], (out / "mpp_mask.tif").is_file(), **{k: common[k] for k in mpp_keys}, **(mpp or {}))
-    scm_configs = ["train.yaml", "scm_train.yaml"]
-    training("SCM training", scm_configs, "scm.pt", **common, **_pick(shared, "scm"), **(scm or {}))
-    settings = {k: shared[k] for k in SHARED_KEYS if k in shared}
-    atomic_write(models / SETTINGS_FILE, lambda tmp: tmp.write_text(json.dumps(settings, indent=2)))
-    return times
-
-
-def _pick(shared: dict[str, Any], stage: str) -> dict[str, Any]:
-    """train.yaml overrides (``features``, ``downsample``, ``scm_window`` ...) for one stage."""
-    picked = {}
-    if f"{stage}_features" in shared:
-        picked["features"] = shared[f"{stage}_features"]
-    if f"{stage}_downsample" in shared:
-        picked["downsample"] = shared[f"{stage}_downsample"]
-    if stage == "scm":
-        picked.update({k: shared[k] for k in ("scm_window", "scm_input") if k in shared})
-    return picked
-
-
-def load_settings(ckpt_dir: str | Path) -> dict[str, Any]:
-    """The inference settings recorded beside the weights (``emseg.json``), or {} when absent."""
-    path = Path(ckpt_dir) / SETTINGS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"cannot parse {path}: {exc}") from None
-    return {k: v for k, v in settings.items() if k in SHARED_KEYS}
+    logger.debug("%s finished in %.1f s", " + ".join(names), time.perf_counter() - start)
+    return result[-1] if result else None
 
 
 def segment_file(
-    image_file: str | Path,
-    output_file: str | Path,
-    ckpt_dir: str | Path | None = None,
-    bundle_root: str | Path | None = None,
-    **overrides: Any,
-) -> Any:
-    """Run inference.yaml on one stack with the weights (and recorded settings) in ``ckpt_dir``."""
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir else Path(bundle_root or default_bundle_root()) / "models"
-    for name in ("stage1.pt",) + (("scm.pt",) if overrides.get("use_scm", True) else ()):
-        if not (ckpt_dir / name).is_file():
-            raise InputError(f"weights not found: {ckpt_dir / name} (train with `emseg train` or pass --models)")
-    settings = load_settings(ckpt_dir)
+    image_file: str | Path, output_file: str | Path, bundle: str | Path | None = None, **overrides: Any
+) -> list[dict[str, Any]]:
+    """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures."""
+    root = resolve_bundle(bundle)
+    return run_config(["inference.yaml"], root, image_file=str(image_file), output_file=str(output_file), **overrides)
+
+
+def evaluate_file(pred_file: str | Path, label_file: str | Path, bundle: str | Path | None = None, **overrides: Any):
+    """Run the bundle's ``evaluate.yaml``: Dice and IoU of a mask stack (see ``evaluate_files``)."""
     return run_config(
-        ["inference.yaml"],
-        bundle_root,
-        image_file=str(image_file),
-        output_file=str(output_file),
-        ckpt_dir=str(ckpt_dir),
-        **{**settings, **overrides},
+        ["evaluate.yaml"], resolve_bundle(bundle), pred_file=str(pred_file), label_file=str(label_file), **overrides
     )

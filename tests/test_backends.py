@@ -11,9 +11,8 @@ from monai.networks.nets import BasicUNet
 from emseg_monai.cli import main
 from emseg_monai.data import make_synthetic_stack
 from emseg_monai.errors import InputError
-from emseg_monai.inference import backends, segment
+from emseg_monai.inference import InferenceSettings, backends, segment, segment_blocks
 from emseg_monai.inference.backends import OnnxNetwork, resolve_backend, to_backend
-from emseg_monai.inference.blockwise import run_segment_blocks
 from emseg_monai.io import write_stack
 from tests.conftest import TINY_FEATURES
 
@@ -54,9 +53,11 @@ def test_onnx_network_pickles_without_its_session(net):
     onnx = to_backend(net, "onnx")
     x = torch.rand((1, 3, 32, 32))
     first = onnx(x)
-    assert onnx in backends._SESSIONS
-    copy = pickle.loads(pickle.dumps(onnx))
-    assert copy not in backends._SESSIONS and copy.model == onnx.model
+    assert (onnx.digest, onnx.threads) in backends._SESSIONS
+    data = pickle.dumps(onnx)
+    assert b"InferenceSession" not in data
+    copy = pickle.loads(data)
+    assert copy.model == onnx.model and copy.session is onnx.session  # copies share this process's session
     torch.testing.assert_close(copy(x), first, atol=0, rtol=0)
 
 
@@ -87,9 +88,9 @@ def test_segment_with_onnx_nearly_equals_torch():
     torch.manual_seed(0)
     stage1, scm = BasicUNet(2, 1, 1, features=TINY_FEATURES).eval(), BasicUNet(2, 5, 1, features=TINY_FEATURES).eval()
     image, _ = make_synthetic_stack((9, 40, 48), seed=3)
-    options = {"window": 5, "batch_size": 4, "progress": False}
-    reference = segment(image, stage1, scm, **options)
-    fast = segment(image, to_backend(stage1, "onnx"), to_backend(scm, "onnx"), **options)
+    settings = InferenceSettings(window=5, batch_size=4)
+    reference = segment(image, stage1, scm, settings, progress=False)
+    fast = segment(image, to_backend(stage1, "onnx"), to_backend(scm, "onnx"), settings, progress=False)
     diff = np.abs(fast["final_prob"].astype(int) - reference["final_prob"].astype(int))
     assert diff.max() <= 1  # uint8 probability steps of 1/255
     assert (fast["final_mask"] != reference["final_mask"]).mean() < 1e-3
@@ -104,11 +105,11 @@ def test_dask_workers_run_onnx_networks(tmp_path):
     nets = [to_backend(BasicUNet(2, c, 1, features=TINY_FEATURES).eval(), "onnx") for c in (1, 5)]
     image, _ = make_synthetic_stack((10, 40, 48), seed=4)
     write_stack(tmp_path / "image.tif", image)
-    options = {"window": 5, "batch_size": 3, "device": "cpu", "progress": False}
-    run_segment_blocks(tmp_path / "image.tif", tmp_path / "one.zarr", *nets, block=4, **options)
+    settings = InferenceSettings(window=5, batch_size=3)
+    segment_blocks(tmp_path / "image.tif", tmp_path / "one.zarr", nets, settings, block=4, progress=False)
     client = connect(workers=2)
     try:
-        run_segment_blocks(tmp_path / "image.tif", tmp_path / "dask.zarr", *nets, block=4, client=client, **options)
+        segment_blocks(tmp_path / "image.tif", tmp_path / "dask.zarr", nets, settings, 4, client=client, progress=False)
     finally:
         cluster = client.cluster
         client.close()

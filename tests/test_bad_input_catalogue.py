@@ -2,6 +2,8 @@
 value, and leaves no output behind (docs/reliability.md lists the cases)."""
 
 import os
+import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import tifffile
 import torch
 
+from emseg_monai import default_bundle_root
 from emseg_monai.cli import main
 from emseg_monai.io import write_stack
 from tests.conftest import TINY_FEATURES
@@ -41,14 +44,15 @@ def files(tiny_data, tmp_path, monkeypatch):
     three[0, :2, :2] = [[1, 2], [3, 255]]
     write_stack(tmp_path / "multi_label.tif", three)
     write_stack(tmp_path / "existing.tif", np.zeros((12, 32, 32), np.uint8))
-    (tmp_path / "corrupt").mkdir()
-    (tmp_path / "corrupt" / "stage1.pt").write_bytes(b"\x80\x02 not a checkpoint")
-    (tmp_path / "corrupt" / "scm.pt").write_bytes(b"")
     from monai.networks.nets import BasicUNet
 
-    (tmp_path / "wrong").mkdir()
-    torch.save(BasicUNet(2, 1, 1, features=TINY_FEATURES).state_dict(), tmp_path / "wrong" / "stage1.pt")
-    torch.save(BasicUNet(2, 1, 1, features=TINY_FEATURES).state_dict(), tmp_path / "wrong" / "scm.pt")
+    for bundle in ("corrupt", "wrong"):  # bundle folders: the shipped configs, other weights
+        shutil.copytree(Path(default_bundle_root()) / "configs", tmp_path / bundle / "configs")
+        (tmp_path / bundle / "models").mkdir()
+    (tmp_path / "corrupt" / "models" / "model.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    (tmp_path / "corrupt" / "models" / "scm.pt").write_bytes(b"")
+    torch.save(BasicUNet(2, 1, 1, features=TINY_FEATURES).state_dict(), tmp_path / "wrong" / "models" / "model.pt")
+    torch.save(BasicUNet(2, 1, 1, features=TINY_FEATURES).state_dict(), tmp_path / "wrong" / "models" / "scm.pt")
     return tmp_path
 
 
@@ -85,10 +89,15 @@ CASES = {
         ["train", "image.tif", "label.tif", "--labeled", "0", "--output", "existing.tif"],
         ["is a file", "existing.tif"],
     ),
-    "corrupt checkpoint": (["segment", "image.tif", "out.tif", "--models", "corrupt"], ["cannot read", "stage1.pt"]),
+    "corrupt checkpoint": (["segment", "image.tif", "out.tif", "--models", "corrupt"], ["cannot read", "model.pt"]),
     "checkpoint of another network": (
         ["segment", "image.tif", "out.tif", "--models", "wrong"],
-        ["stage1.pt", "shape"],
+        ["model.pt", "features (4, 4, 8, 8, 16, 4)", "features (16, 16, 32, 64, 128, 16)"],
+    ),
+    "not a bundle folder": (["segment", "image.tif", "out.tif", "--models", "a_folder.tif"], ["not a bundle"]),
+    "device that does not exist": (
+        ["train", "image.tif", "label.tif", "--labeled", "0", "--output", "run", "--device", "cuda:7"],
+        ["cuda:7"],
     ),
 }
 
@@ -107,8 +116,12 @@ def test_bad_input_gives_one_line_and_no_output(files, case, capsys):
 
 
 def test_debug_shows_the_traceback(files):
-    with pytest.raises(Exception, match="does not exist"):
+    from emseg_monai.cli import _find
+    from emseg_monai.errors import InputError
+
+    with pytest.raises(Exception) as info:
         main(["--debug", "segment", "nope.tif", "out.tif"])
+    assert "does not exist" in str(_find(info.value, InputError))
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")

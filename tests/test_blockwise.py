@@ -8,15 +8,14 @@ from monai.networks.nets import BasicUNet
 
 from emseg_monai.data import make_synthetic_stack
 from emseg_monai.errors import InputError
-from emseg_monai.inference import blockwise
-from emseg_monai.inference.blockwise import block_ranges, run_segment_blocks
-from emseg_monai.inference.pipeline import segment
+from emseg_monai.inference import InferenceSettings, local, segment, segment_blocks
+from emseg_monai.inference.block import block_ranges
 from emseg_monai.io import read_stack, write_stack
 from emseg_monai.io.volumes import open_volume
 from tests.conftest import TINY_FEATURES
 
 WINDOW = 5
-OPTIONS = {"window": WINDOW, "batch_size": 3, "device": "cpu"}
+SETTINGS = InferenceSettings(window=WINDOW, batch_size=3)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def volume(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(nets, volume):
-    return segment(volume[1], *nets, progress=False, **OPTIONS)["final_mask"]
+    return segment(volume[1], *nets, SETTINGS, progress=False)["final_mask"]
 
 
 def test_block_ranges():
@@ -46,9 +45,7 @@ def test_block_ranges():
 
 @pytest.mark.parametrize("block", [1, 4, 6, 17, 40])
 def test_zarr_output_equals_whole_volume(nets, volume, reference, tmp_path, block):
-    stats = run_segment_blocks(
-        volume[0] / "image.tif", tmp_path / "out.zarr", *nets, block=block, progress=False, **OPTIONS
-    )
+    stats = segment_blocks(volume[0] / "image.tif", tmp_path / "out.zarr", nets, SETTINGS, block, progress=False)
     out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:]
     if block == 1:  # batches of one slice take other float paths in torch: rare one-step differences
         assert (out != reference).mean() < 1e-3
@@ -59,8 +56,8 @@ def test_zarr_output_equals_whole_volume(nets, volume, reference, tmp_path, bloc
 
 
 def test_tiff_output_and_stage1_only(nets, volume, tmp_path):
-    run_segment_blocks(volume[0] / "image.tif", tmp_path / "out.tif", nets[0], None, block=5, progress=False, **OPTIONS)
-    expected = segment(volume[1], nets[0], None, progress=False, **OPTIONS)["final_mask"]
+    segment_blocks(volume[0] / "image.tif", tmp_path / "out.tif", (nets[0], None), SETTINGS, 5, progress=False)
+    expected = segment(volume[1], nets[0], None, SETTINGS, progress=False)["final_mask"]
     np.testing.assert_array_equal(read_stack(tmp_path / "out.tif"), expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
 
@@ -76,32 +73,34 @@ def test_nifti_and_zarr_inputs(nets, volume, reference, tmp_path):
     for name in ("image.nii.gz", "plain.zarr", "ome.zarr"):
         np.testing.assert_array_equal(open_volume(tmp_path / name)[3:5], volume[1][3:5])
         out = tmp_path / f"out_{name.split('.')[0]}.zarr"
-        run_segment_blocks(tmp_path / name, out, *nets, block=6, progress=False, **OPTIONS)
+        segment_blocks(tmp_path / name, out, nets, SETTINGS, block=6, progress=False)
         np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)
 
 
 def test_interrupted_run_resumes_and_skips_finished_blocks(nets, volume, reference, tmp_path, monkeypatch):
-    real, calls = blockwise.scm_block, []
+    real, calls = local.block_mask, []
 
     def failing(*args, **kwargs):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(args[1])
+        calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(blockwise, "scm_block", failing)
+    monkeypatch.setattr(local, "block_mask", failing)
     out = tmp_path / "out.zarr"
     with pytest.raises(KeyboardInterrupt):
-        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, progress=False, **OPTIONS)
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, progress=False)
     markers = sorted(p.name for p in (tmp_path / "out.zarr.blocks").glob("*-*.json"))
     assert [m for m in markers if m.startswith("scm")] == ["scm-0-4.json", "scm-4-8.json"]
     assert len([m for m in markers if m.startswith("stage1")]) == 5  # pass 1 was complete
-    monkeypatch.setattr(blockwise, "scm_block", real)
+    monkeypatch.setattr(local, "block_mask", real)
     with pytest.raises(InputError, match="output exists"):
-        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, progress=False, **OPTIONS)
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, progress=False)
     with pytest.raises(InputError, match="other settings"):
-        run_segment_blocks(volume[0] / "image.tif", out, *nets, block=5, resume=True, progress=False, **OPTIONS)
-    stats = run_segment_blocks(volume[0] / "image.tif", out, *nets, block=4, resume=True, progress=False, **OPTIONS)
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=5, resume=True, progress=False)
+    with pytest.raises(InputError, match="other settings"):  # another threshold: other masks
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS.replace(threshold=0.4), 4, resume=True)
+    stats = segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, resume=True, progress=False)
     assert stats["skipped"] == 2 and stats["blocks"] == 3
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)
 
@@ -113,9 +112,9 @@ def test_bad_inputs(nets, volume, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_volume(tmp_path / "missing.zarr")
     with pytest.raises(InputError, match="resume needs a Zarr"):
-        run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.tif", *nets, resume=True, **OPTIONS)
+        segment_blocks(volume[0] / "image.tif", tmp_path / "o.tif", nets, SETTINGS, resume=True)
     with pytest.raises(InputError, match=r"\.zarr, \.tif"):
-        run_segment_blocks(volume[0] / "image.tif", tmp_path / "o.png", *nets, **OPTIONS)
+        segment_blocks(volume[0] / "image.tif", tmp_path / "o.png", nets, SETTINGS)
 
 
 def test_cli_block_wise_equals_in_memory(volume, tmp_path, capsys):
@@ -143,8 +142,8 @@ def test_dask_local_cluster_equals_single_process(nets, volume, reference, tmp_p
 
     client = connect(workers=2)
     try:
-        stats = run_segment_blocks(
-            volume[0] / "image.tif", tmp_path / "dask.zarr", *nets, block=4, client=client, progress=False, **OPTIONS
+        stats = segment_blocks(
+            volume[0] / "image.tif", tmp_path / "dask.zarr", nets, SETTINGS, block=4, client=client, progress=False
         )
     finally:
         cluster = client.cluster
@@ -218,7 +217,7 @@ def test_killed_segment_resumes_to_the_same_masks(volume, tmp_path):
 
 
 def test_block_wise_with_xy_tiles_equals_whole_volume_with_tiles(nets, volume, tmp_path):
-    tiled = {**OPTIONS, "tile": 32}  # 40 x 48 slices: 4 blended tiles each
-    expected = segment(volume[1], *nets, progress=False, **tiled)["final_mask"]
-    run_segment_blocks(volume[0] / "image.tif", tmp_path / "t.zarr", *nets, block=6, progress=False, **tiled)
+    tiled = SETTINGS.replace(tile=32)  # 40 x 48 slices: 4 blended tiles each
+    expected = segment(volume[1], *nets, tiled, progress=False)["final_mask"]
+    segment_blocks(volume[0] / "image.tif", tmp_path / "t.zarr", nets, tiled, block=6, progress=False)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "t.zarr"), mode="r")[:], expected)

@@ -15,6 +15,7 @@ TRAIN = {
     "iterations_per_epoch": 2,
     "batch_size": 2,
     "crop_size": 32,
+    "downsample": 1,
     "val_interval": 1,
     "features": TINY_FEATURES,
     "labeled_slices": "every:3",
@@ -43,7 +44,14 @@ def pipeline(tiny_data, tmp_path_factory):
     common = {"dataset_dir": str(tiny_data), "output_dir": str(out)}
     models = {"ckpt_dir": str(out / "models")}
     run(["train.yaml"], "train", **common, **TRAIN)
-    run(["inference.yaml", "stage1_infer.yaml"], **common, **models, stage1_features=TINY_FEATURES, device="cpu")
+    run(
+        ["inference.yaml", "stage1_infer.yaml"],
+        **common,
+        **models,
+        stage1_features=TINY_FEATURES,
+        stage1_downsample=1,
+        device="cpu",
+    )
     run(["mpp.yaml"], **common, labeled_slices="every:3", min_size=4, spread_min_size=4, erosions_per_step=1)
     run(["train.yaml", "scm_train.yaml"], "train", **common, **TRAIN, scm_window=3)
     run(
@@ -53,6 +61,8 @@ def pipeline(tiny_data, tmp_path_factory):
         image_file=str(tiny_data / "test_image.tif"),
         stage1_features=TINY_FEATURES,
         scm_features=TINY_FEATURES,
+        stage1_downsample=1,
+        scm_downsample=1,
         scm_window=3,
         device="cpu",
         save_stage1=True,
@@ -62,7 +72,7 @@ def pipeline(tiny_data, tmp_path_factory):
 
 
 def test_stage1_training_writes_weights(pipeline):
-    assert (pipeline / "models" / "stage1.pt").is_file()
+    assert (pipeline / "models" / "model.pt").is_file()
 
 
 def test_stage1_inference_writes_probabilities_and_masks(pipeline, tiny_data):
@@ -100,4 +110,4 @@ def test_training_without_validation_saves_final_weights(tiny_data, tmp_path):
         **{**TRAIN, "epochs": 1},
         val_slices="none",
     )
-    assert (tmp_path / "models" / "stage1.pt").is_file()
+    assert (tmp_path / "models" / "model.pt").is_file()

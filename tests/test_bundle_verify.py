@@ -16,7 +16,7 @@ BUNDLE = Path(default_bundle_root())
 META = BUNDLE / "configs" / "metadata.json"
 SCHEMA = BUNDLE / "docs" / "meta_schema.json"
 INFERENCE = BUNDLE / "configs" / "inference.yaml"
-NETS = {"network_def": ("stage1.pt", 1), "scm_network_def": ("scm.pt", 15)}
+NETS = {"network_def": ("model.pt", 1), "scm_network_def": ("scm.pt", 15)}
 
 
 def _verify_metadata(meta_file, tmp_path):

@@ -22,6 +22,8 @@ TRAIN_ARGS = [
     "2",
     "--crop-size",
     "32",
+    "--downsample",
+    "1",
     "--features",
     FEATURES,
     "--window",
@@ -56,10 +58,21 @@ def trained(tiny_data, tmp_path_factory):
     return out
 
 
-def test_train_writes_weights_and_settings(trained):
-    for name in ("stage1.pt", "scm.pt", "emseg.json"):
-        assert (trained / "models" / name).is_file()
-    assert '"scm_window": 3' in (trained / "models" / "emseg.json").read_text()
+def test_train_leaves_a_bundle_whose_defaults_are_the_trained_settings(trained):
+    import json
+
+    from emseg_monai.training.bundle import config_defaults
+
+    for name in ("models/model.pt", "models/scm.pt", "configs/metadata.json", "docs/README.md", "LICENSE"):
+        assert (trained / name).is_file(), name
+    assert not (trained / "models" / "emseg.json").exists()  # no side file: the configs carry the settings
+    inference = config_defaults(trained / "configs" / "inference.yaml")
+    assert inference["scm_window"] == 3 and inference["stage1_features"] == TINY_FEATURES
+    assert config_defaults(trained / "configs" / "train.yaml")["epochs"] == 1
+    meta = json.loads((trained / "configs" / "metadata.json").read_text())
+    assert meta["scm_network_data_format"]["inputs"]["image"]["num_channels"] == 3
+    assert meta["version"] in meta["changelog"] and 0 <= meta["eval_metrics"]["val_mean_dice"] <= 1
+    assert "## Performance" in (trained / "docs" / "README.md").read_text()
 
 
 def segment_args(trained, tiny_data, out, *extra):
@@ -108,7 +121,7 @@ def test_bad_inputs_give_one_line(tiny_data, tmp_path, capsys):
     image, label = str(tiny_data / "image.tif"), str(tiny_data / "label.tif")
     one_line_error(capsys, ["segment", str(tmp_path / "nope.tif"), str(tmp_path / "o.tif")], "does not exist")
     one_line_error(capsys, ["segment", image, str(tmp_path / "missing_dir" / "o.tif")], "folder does not exist")
-    one_line_error(capsys, ["segment", image, str(tmp_path / "o.tif"), "--models", str(tmp_path)], "weights not found")
+    one_line_error(capsys, ["segment", image, str(tmp_path / "o.tif"), "--models", str(tmp_path)], "not a bundle")
     write_stack(tmp_path / "two.tif", np.zeros((2, 1, 32, 32), np.uint8)[:, 0])
     flat = tmp_path / "flat.tif"
     import tifffile
@@ -158,10 +171,10 @@ def test_console_script_exit_code(tmp_path):
 
 def test_segment_with_shipped_bundle_weights(tiny_data, tmp_path):
     from emseg_monai import default_bundle_root
-    from emseg_monai.workflows import load_settings
+    from emseg_monai.training.bundle import config_defaults
 
-    models = f"{default_bundle_root()}/models"
-    assert load_settings(models)["stage1_downsample"] == 2.0
+    shipped = config_defaults(f"{default_bundle_root()}/configs/inference.yaml")
+    assert shipped["stage1_downsample"] == shipped["scm_downsample"] == 2  # as the shipped weights were trained
     out = tmp_path / "masks.tif"
     assert main(["--quiet", "segment", str(tiny_data / "test_image.tif"), str(out)]) == 0
     assert read_mask(out).shape == (12, 32, 32)

@@ -14,10 +14,10 @@ from emseg_monai.data import (
     load_scm_stack,
     load_stage1_stack,
     make_synthetic_stack,
-    scm_inputs,
 )
 from emseg_monai.errors import InputError
 from emseg_monai.io import write_stack
+from emseg_monai.transforms import scm_inputs
 
 Z, Y, X = 12, 32, 32
 

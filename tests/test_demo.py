@@ -8,7 +8,7 @@ def test_tiny_demo_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(
         demo,
         "DEMO_SHARED",
-        {**demo.DEMO_SHARED, "stage1_features": TINY_FEATURES, "scm_features": TINY_FEATURES, "scm_window": 3},
+        {**demo.DEMO_SHARED, "features": TINY_FEATURES, "scm_window": 3},
     )
     tiny = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32}
     report = run_demo(tmp_path, shape=(12, 32, 32), stage1=tiny, scm=tiny, device="cpu")

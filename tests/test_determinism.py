@@ -12,6 +12,7 @@ TRAIN = {
     "iterations_per_epoch": 3,
     "batch_size": 2,
     "crop_size": 32,
+    "downsample": 1,
     "features": TINY_FEATURES,
     "labeled_slices": "every:3",
     "device": "cpu",
@@ -27,9 +28,10 @@ def train_and_segment(data, out):
         output_dir=str(out),
         ckpt_dir=str(out / "models"),
         stage1_features=TINY_FEATURES,
+        stage1_downsample=1,
         device="cpu",
     )
-    return torch.load(out / "models" / "stage1.pt", weights_only=True), read_stack(out / "stage1_prob.tif")
+    return torch.load(out / "models" / "model.pt", weights_only=True), read_stack(out / "stage1_prob.tif")
 
 
 def test_two_runs_with_one_seed_are_identical(tiny_data, tmp_path):

@@ -3,8 +3,9 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
-from emseg_monai.inference import predict_stack, run_mpp, run_stage1, segment, to_mask
+from emseg_monai.inference import InferenceSettings, predict_stack, segment, to_mask
 from emseg_monai.io import read_mask, read_stack, write_stack
+from emseg_monai.training import run_mpp, run_stage1
 from tests.conftest import TINY_FEATURES
 
 
@@ -53,7 +54,7 @@ def test_predict_stack_rejects_even_window_and_2d():
 
 def test_segment_shapes_and_stage1_only():
     image = np.random.default_rng(1).integers(0, 255, (6, 40, 36), dtype=np.uint8)
-    result = segment(image, unet(), unet(3), window=3, progress=False)
+    result = segment(image, unet(), unet(3), InferenceSettings(window=3), progress=False)
     assert {k: v.shape for k, v in result.items()} == {
         k: image.shape for k in ("stage1_prob", "final_prob", "final_mask")
     }
@@ -68,7 +69,7 @@ def test_to_mask_threshold():
 
 
 def test_run_stage1_and_run_mpp_write_files(tiny_data, tmp_path):
-    paths = run_stage1(unet(), tiny_data / "image.tif", tmp_path / "out", device="cpu")
+    paths = run_stage1(unet(), tiny_data / "image.tif", tmp_path / "out", InferenceSettings())
     assert read_stack(paths["prob"]).shape == (12, 32, 32)
     target = run_mpp(paths["mask"], tiny_data / "label.tif", "every:3", tmp_path / "out" / "mpp.tif", min_size=4)
     np.testing.assert_array_equal(read_mask(target)[::3], read_mask(tiny_data / "label.tif")[::3])
@@ -78,7 +79,7 @@ def test_run_stage1_missing_image_writes_nothing(tmp_path):
     from emseg_monai.errors import InputError
 
     with pytest.raises(InputError, match="does not exist"):
-        run_stage1(unet(), tmp_path / "nope.tif", tmp_path / "out")
+        run_stage1(unet(), tmp_path / "nope.tif", tmp_path / "out", InferenceSettings())
     assert not (tmp_path / "out").exists()
 
 
@@ -106,3 +107,11 @@ def test_large_slices_run_in_blended_tiles_close_to_whole_slices():
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).mean() < 8  # of 255: tile borders see less context, blending hides most
     assert not np.array_equal(tiled, whole)  # the tiled path did run
+
+
+def test_use_scm_false_gives_the_stage1_masks():
+    image = np.random.default_rng(4).integers(0, 255, (6, 40, 36), dtype=np.uint8)
+    with_scm = segment(image, unet(), unet(3), InferenceSettings(window=3), progress=False)
+    without = segment(image, unet(), unet(3), InferenceSettings(window=3, use_scm=False), progress=False)
+    np.testing.assert_array_equal(without["final_mask"], to_mask(with_scm["stage1_prob"]))
+    assert not np.array_equal(with_scm["final_prob"], with_scm["stage1_prob"])  # the SCM did change them

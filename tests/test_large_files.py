@@ -12,7 +12,7 @@ BUNDLE = Path(default_bundle_root())
 
 def test_large_files_match_the_weights():
     entries = yaml.safe_load((BUNDLE / "large_files.yml").read_text())["large_files"]
-    assert {e["path"] for e in entries} >= {"models/stage1.pt", "models/scm.pt"}
+    assert {e["path"] for e in entries} >= {"models/model.pt", "models/scm.pt"}
     for entry in entries:
         data = (BUNDLE / entry["path"]).read_bytes()
         assert entry["hash_type"] == "md5"

@@ -155,11 +155,13 @@ def test_evaluate_files(tmp_path):
     assert summary["slices"] == 2
     assert summary["pred"] == str(tmp_path / "pred.tif")
     assert summary["truth"] == str(tmp_path / "truth.nii.gz")
+    written = summary.pop("written")
+    assert written == [str(tmp_path / "scores.csv"), str(tmp_path / "summary.json")]
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     with (tmp_path / "scores.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [row["slice"] for row in rows] == ["0", "1", "2"]
-    assert [float(row["dice"]) for row in rows] == [0.4, 1.0, 0.0]
+    assert [row["slice"] for row in rows] == ["0", "1"]  # the scored slices only
+    assert [float(row["dice"]) for row in rows] == [0.4, 1.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.tif", "scores.csv", "summary.json", "truth.nii.gz"]
 
 

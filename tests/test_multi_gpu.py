@@ -20,6 +20,7 @@ COMMON = {
     "iterations_per_epoch": 4,
     "batch_size": 2,
     "crop_size": 32,
+    "downsample": 1,
     "features": TINY_FEATURES,
     "labeled_slices": "every:3",
 }
@@ -39,7 +40,7 @@ def _torchrun(configs, data, out):
 
 
 def _check(out, name, in_channels):
-    weights = torch.load(out / "models" / f"{name}.pt", weights_only=True)
+    weights = torch.load(out / "models" / ("model.pt" if name == "stage1" else f"{name}.pt"), weights_only=True)
     assert not any(k.startswith("module.") for k in weights)  # unwrapped from DistributedDataParallel
     BasicUNet(2, in_channels, 1, features=TINY_FEATURES).load_state_dict(weights)
     with open(out / f"{name}_history.csv", newline="") as f:
@@ -62,6 +63,7 @@ def test_two_process_training_of_both_stages(tiny_data, tmp_path):
         output_dir=str(out),
         ckpt_dir=str(out / "models"),
         stage1_features=TINY_FEATURES,
+        stage1_downsample=1,
         device="cpu",
     )
     run_config(["mpp.yaml"], dataset_dir=str(tiny_data), output_dir=str(out), labeled_slices="every:3", min_size=4)

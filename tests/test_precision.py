@@ -46,7 +46,7 @@ def test_cli_trains_in_bf16(tiny_data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["--quiet", *train_argv(tiny_data, out, "--precision", "bf16")]) == 0
     assert len(calls) == 4  # 2 iterations of stage 1 and 2 of the SCM went through bfloat16
-    for name in ("stage1.pt", "scm.pt"):
+    for name in ("model.pt", "scm.pt"):
         state = torch.load(out / "models" / name, weights_only=True)
         assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     capsys.readouterr()

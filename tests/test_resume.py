@@ -52,7 +52,7 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     last = err.strip().splitlines()[-1]
     assert "SIGTERM" in last and "--resume" in last, err
-    assert not (out / "models" / "stage1.pt").exists()  # no final weights from a stopped run
+    assert not (out / "models" / "model.pt").exists()  # no final weights from a stopped run
     assert not _leftovers(out)
     stopped_at = _trainer_state(state)["iteration"]
     assert 0 < stopped_at < EPOCHS * ITERATIONS
@@ -60,7 +60,7 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     assert main(["--quiet", *_args(tiny_data, out), "--resume"]) == 0
     resumed = _trainer_state(state)
     assert resumed["iteration"] == EPOCHS * ITERATIONS
-    assert (out / "models" / "stage1.pt").is_file() and (out / "models" / "scm.pt").is_file()
+    assert (out / "models" / "model.pt").is_file() and (out / "models" / "scm.pt").is_file()
     with open(out / "stage1_history.csv", newline="") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == list(range(1, EPOCHS + 1))
@@ -75,7 +75,7 @@ def test_resume_of_a_finished_run_skips_every_step(tiny_data, tmp_path):
     assert main(["--quiet", *_args(tiny_data, out, epochs=2)]) == 0
     before = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
     assert main(["--quiet", *_args(tiny_data, out, epochs=2), "--resume"]) == 0
-    after = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir() if p.name != "emseg.json"}
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
     assert all(before[name] == mtime for name, mtime in after.items())
 
 
@@ -88,7 +88,7 @@ def test_resume_without_an_earlier_run(tiny_data, tmp_path, capsys):
 def test_resume_with_other_epochs_is_refused(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["--quiet", *_args(tiny_data, out, epochs=2)]) == 0
-    (out / "models" / "stage1.pt").unlink()  # as if stopped during stage 1
+    (out / "models" / "model.pt").unlink()  # as if stopped during stage 1
     assert main(_args(tiny_data, out, epochs=3) + ["--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "for 2 epochs, this run has 3" in err[0], err

@@ -104,8 +104,8 @@ def test_other_in_channels_names_parameter(tmp_path):
     path = tmp_path / "ckpt.pt"
     torch.save(unet(in_channels=3).state_dict(), path)
     message = (
-        f"checkpoint {named(path)} does not fit the network "
-        r"\(conv_0.conv_0.conv.weight has shape \(4, 3, 3, 3\), the network expects \(4, 1, 3, 3\)\)"
+        f"weights {named(path)} do not fit the network of the config: it holds a BasicUNet with 3 input "
+        r"channel\(s\) and features \(4, 4, 8, 8, 16, 4\); the config builds one with 1 input channel"
     )
     with pytest.raises(InputError, match=message):
         load_weights(unet(in_channels=1), path)
@@ -114,7 +114,7 @@ def test_other_in_channels_names_parameter(tmp_path):
 def test_other_features_names_parameter(tmp_path):
     path = tmp_path / "ckpt.pt"
     torch.save({"model": unet(features=(8, 8, 16, 16, 32, 8)).state_dict()}, path)
-    message = r"does not fit the network \(conv_0.conv_0.conv.weight has shape \(8, 1, 3, 3\)"
+    message = r"holds a BasicUNet with 1 input channel\(s\) and features \(8, 8, 16, 16, 32, 8\); the config builds"
     with pytest.raises(InputError, match=message):
         load_weights(unet(), path)
 

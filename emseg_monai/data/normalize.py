@@ -1,4 +1,5 @@
-"""Intensity normalisation and resampling of (Z, Y, X) stacks shared by training and inference."""
+"""Resampling of (Z, Y, X) stacks shared by training and inference (and the intensity normalisation
+of ``transforms.stacks``, re-exported)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emseg_monai.transforms.stacks import intensity_range, normalize_stack
 
-def intensity_range(stack: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> tuple[float, float]:
-    """Percentiles of a subsample of ``stack`` used to map intensities to [0, 1].
-
-    At most 32 slices and every 4th pixel in Y and X are read, so this is cheap on large stacks.
-    """
-    step_z = max(1, stack.shape[0] // 32)
-    sample = np.asarray(stack[::step_z, ::4, ::4], dtype=np.float32)
-    lo, hi = np.percentile(sample, (lower, upper))
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
-
-
-def normalize_stack(stack: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Map a (Z, Y, X) stack of any numeric dtype to float32, percentiles 0.5..99.5 -> 0..1, clipped.
-
-    Returns a new float32 array of the same shape; the input is not modified.
-    """
-    lo, hi = intensity_range(stack) if value_range is None else value_range
-    out = np.asarray(stack, dtype=np.float32) - lo
-    out *= 1.0 / (hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out)
+__all__ = ["intensity_range", "normalize_stack", "resize_slices", "resize_tensor", "scaled_size"]
 
 
 def resize_slices(

@@ -12,6 +12,7 @@ from emseg_monai.data.normalize import normalize_stack, resize_slices, scaled_si
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.errors import InputError
 from emseg_monai.io.stacks import read_mask, read_stack
+from emseg_monai.transforms.windows import scm_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,20 @@ def require_labeled(spec: str | list[int], n_slices: int) -> np.ndarray:
     return labeled
 
 
+MIN_SIDE = 32  # a 4-level U-Net needs >= 2 px at its bottleneck for instance norm
+
+
+def training_size(shape: tuple[int, ...], downsample: float) -> tuple[int, int]:
+    """(y, x) of the slices at the training resolution; InputError when below ``MIN_SIDE``."""
+    size = scaled_size(tuple(shape[-2:]), downsample)
+    if min(size) < MIN_SIDE:
+        raise InputError(
+            f"slices of {shape[-2]} x {shape[-1]} px are {size[0]} x {size[1]} at downsample {downsample:g}, "
+            f"smaller than the {MIN_SIDE} x {MIN_SIDE} the U-Net needs: use a smaller downsample (e.g. 1)"
+        )
+    return size
+
+
 def load_stage1_stack(
     image_file: str | Path,
     label_file: str | Path,
@@ -87,21 +102,6 @@ def load_stage1_stack(
     val = select_val_slices(val_slices, labeled, labels, image.shape[0], val_max_slices)
     logger.info("stage 1: %d labeled slices, %d validation slices, %s at %s", labeled.size, val.size, image.shape, size)
     return TrainingStack(resize_slices(normalize_stack(image), size), label_small, label_small, labeled, val)
-
-
-def scm_inputs(prob: np.ndarray, input_kind: str = "prob", threshold: float = 0.5) -> np.ndarray:
-    """SCM input stack from stage-1 probabilities stored as uint8 0..255 (or float 0..1).
-
-    ``input_kind`` ``"prob"`` gives the probabilities as float32 in [0, 1]; ``"mask"`` gives the
-    binarised masks (probability >= ``threshold``) as float32 0/1, as in the paper.
-    """
-    prob = np.asarray(prob)
-    scale = 255.0 if prob.dtype == np.uint8 else 1.0
-    if input_kind == "prob":
-        return prob.astype(np.float32) / np.float32(scale)
-    if input_kind == "mask":
-        return (prob >= threshold * scale).astype(np.float32)
-    raise InputError(f"SCM input must be 'prob' or 'mask', got {input_kind!r}")
 
 
 def load_scm_stack(

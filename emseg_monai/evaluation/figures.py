@@ -59,8 +59,12 @@ def save_dice_along_z(
     truth: np.ndarray,
     labeled: np.ndarray | None = None,
     overwrite: bool = True,
+    slices: np.ndarray | None = None,
 ) -> Path:
-    """Plot per-slice Dice along Z of one or more (Z, Y, X) predictions against ``truth`` (PNG)."""
+    """Plot per-slice Dice along Z of one or more (Z, Y, X) predictions against ``truth`` (PNG).
+
+    ``slices`` gives the slice numbers (x positions) when the stacks hold a selection of slices.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +72,9 @@ def save_dice_along_z(
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for name, pred in runs.items():
-        ax.plot(per_slice_scores(pred, truth)["dice"] * 100, label=name, lw=1.2)
+        dice = per_slice_scores(pred, truth)["dice"] * 100
+        z = np.arange(len(dice)) if slices is None else np.asarray(slices)
+        ax.plot(z, dice, label=name, lw=1.2, marker="o" if len(dice) < 40 else None, ms=3)
     if labeled is not None and len(labeled):
         ax.vlines(labeled, *ax.get_ylim(), colors="0.8", lw=0.6, label="labeled slices", zorder=0)
     ax.set_xlabel("slice z")
@@ -119,3 +125,25 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
     finally:
         plt.close(fig)
+
+
+def save_run_curves(run: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:
+    """``save_training_curves`` of a training run folder's ``stage1_history.csv`` / ``scm_history.csv``.
+
+    Writes ``output`` (default ``RUN/training_curves.png``); InputError when the run has no history.
+    """
+    from emseg_monai.errors import InputError
+    from emseg_monai.io.stacks import check_output_path
+
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError(f"training run folder does not exist: {run}")
+    histories = {
+        name: run / f"{stem}_history.csv"
+        for name, stem in (("stage 1", "stage1"), ("SCM", "scm"))
+        if (run / f"{stem}_history.csv").is_file()
+    }
+    if not histories:
+        raise InputError(f"no stage1_history.csv or scm_history.csv in {run} (written by emseg train)")
+    path = check_output_path(Path(output) if output else run / "training_curves.png", overwrite=overwrite)
+    return save_training_curves(path, histories, overwrite=overwrite)

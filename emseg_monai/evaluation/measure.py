@@ -157,3 +157,47 @@ def write_measurements(path: str | Path, rows: list[dict], overwrite: bool = Fal
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write(path, lambda tmp: tmp.write_text(text.getvalue()), overwrite=overwrite)
+
+
+def measure_file(
+    mask_file: str | Path,
+    csv_file: str | Path | None = None,
+    voxel_size: str | tuple[float, float, float] | None = None,
+    connectivity: int = 26,
+    min_voxels: int = 1,
+    overwrite: bool = False,
+) -> str:
+    """Measure every object of a mask stack file and write the CSV; returns a one-line summary.
+
+    ``csv_file`` defaults to ``<mask name>_objects.csv`` beside the mask; ``voxel_size`` ("Z,Y,X"
+    in nm, or a tuple) defaults to the one the file records (else ``volume_um3`` stays empty).
+    """
+    import logging
+    import time
+
+    from emseg_monai.io.stacks import check_output_path, read_mask
+
+    mask_path = Path(mask_file)
+    name = mask_path.name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else mask_path.stem
+    csv_path = Path(csv_file) if csv_file else mask_path.with_name(f"{stem}_objects.csv")
+    check_output_path(csv_path, overwrite=overwrite)
+    voxel = parse_voxel_size(voxel_size) if isinstance(voxel_size, str) else voxel_size
+    mask = read_mask(mask_path)
+    if voxel is None:
+        voxel = voxel_size_nm(mask_path)
+        if voxel is None:
+            logging.getLogger(__name__).warning(
+                "%s records no voxel size with a unit: volume_um3 left empty (pass --voxel-size)", name
+            )
+    start = time.perf_counter()
+    rows = measure_objects(mask, voxel, connectivity, min_voxels)
+    write_measurements(csv_path, rows, overwrite=overwrite)
+    border = sum(row["touches_border"] for row in rows)
+    size = f"voxel {voxel[0]:g} x {voxel[1]:g} x {voxel[2]:g} nm" if voxel else "voxel size unknown"
+    median = f", median {np.median([row['voxels'] for row in rows]):.0f} voxels" if rows else ""
+    total = f", {sum(row['volume_um3'] for row in rows):.3f} um^3 in all" if voxel and rows else ""
+    return (
+        f"{len(rows)} objects ({border} touching the border){median}{total} ({size}); "
+        f"wrote {csv_path} in {time.perf_counter() - start:.1f} s"
+    )

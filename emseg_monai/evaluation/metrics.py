@@ -74,9 +74,16 @@ def per_slice_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarra
     return {"slice": np.arange(len(tp)), "dice": dice, "iou": iou, "tp": tp, "fp": fp, "fn": fn}
 
 
-def write_per_slice_csv(path: str | Path, pred: np.ndarray, truth: np.ndarray, overwrite: bool = True) -> Path:
-    """Write one row per slice (slice, dice, iou, tp, fp, fn) to a CSV file, atomically."""
+def write_per_slice_csv(
+    path: str | Path, pred: np.ndarray, truth: np.ndarray, overwrite: bool = True, slices: np.ndarray | None = None
+) -> Path:
+    """Write one row per slice (slice, dice, iou, tp, fp, fn) to a CSV file, atomically.
+
+    ``slices`` gives the slice numbers of the rows when ``pred`` and ``truth`` hold a selection.
+    """
     scores = per_slice_scores(pred, truth)
+    if slices is not None:
+        scores["slice"] = np.asarray(slices, dtype=np.int64)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(list(scores))

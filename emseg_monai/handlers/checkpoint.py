@@ -21,6 +21,7 @@ from ignite.engine import Engine, Events
 
 from emseg_monai.errors import InputError, TrainingInterrupted
 from emseg_monai.io.stacks import atomic_write
+from emseg_monai.options import as_bool
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class TrainingCheckpoint:
             raise InputError(f"checkpoint interval must be at least 1 epoch, got {every}")
         self.weights_file, self.state_file = Path(weights_file), Path(state_file)
         self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
-        self.resume, self.save_weights, self.every = bool(resume), bool(save_weights), int(every)
+        self.resume, self.save_weights = as_bool(resume, "resume"), as_bool(save_weights, "save_weights")
+        self.every = int(every)
         for folder in {self.weights_file.parent, self.state_file.parent} if is_main_process() else ():
             folder.mkdir(parents=True, exist_ok=True)
         self.stop_signal: int | None = None

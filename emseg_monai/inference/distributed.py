@@ -1,12 +1,13 @@
-"""Block-wise segmentation on a Dask cluster: each block is one task that writes its own Zarr chunk.
+"""The Dask driver: each block is one task that reads its slices and writes its own Zarr chunk.
 
 ``connect`` starts a ``LocalCluster`` (``workers``) or joins a running scheduler (``scheduler``,
-failing within ``timeout`` seconds with a message naming it). ``run_segment_distributed`` sends
-the networks to every worker once, submits one task per unfinished block and shows a progress
-bar as blocks finish. Each task reads its slices (plus the SCM's halo) from the input path,
-segments them with ``segment_block`` and writes the block's chunk and its done-marker, so the
-result equals the single-process block-wise result and an interrupted run resumes the same way.
-The input and output paths must be readable and writable by every worker (a shared filesystem).
+failing within ``timeout`` seconds with a message naming it). ``run_dask`` submits pass 1 (stage-1
+probabilities of every unfinished block), waits for it, then pass 2 (the masks). Each task carries
+the networks itself (a few MB) instead of a scattered copy: a worker lost at any moment, even
+before its first task, costs only a rerun of its blocks, which Dask does on the others (up to
+``retries`` more times per task). The input and output paths must be readable and writable by
+every worker (a shared filesystem). Faults of the cluster end the run with ``EnvironmentFault``,
+one line naming the fault; finished blocks keep their markers, so ``resume`` goes on from there.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from emseg_monai.errors import InputError
+from emseg_monai.errors import EnvironmentFault, InputError
+from emseg_monai.inference.block import block_mask, block_probs, mark, marker
+from emseg_monai.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,55 +40,82 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
             ) from None
     if workers is None or workers < 1:
         raise InputError(f"number of Dask workers must be at least 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
     return Client(cluster)
 
 
-def _stage1_remote(image_file: str, probs: str, marker: str, z0: int, z1: int, value_range, network, options) -> int:
+def disconnect(client: Any, own_cluster: bool) -> None:
+    """Close ``client`` and, when this process started it, its local cluster."""
+    cluster = client.cluster if own_cluster else None
+    try:
+        client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _stage1_task(image_file: str, probs: str, done: str, z0: int, z1: int, value_range, network, settings) -> int:
     """Task: stage-1 probabilities of slices [z0, z1) into the scratch Zarr ``probs``."""
     import zarr
 
-    from emseg_monai.inference.blockwise import _mark, block_probs
     from emseg_monai.io.volumes import open_volume
 
     torch.set_num_threads(1)  # one thread per single-threaded worker: no oversubscription
-    prob = block_probs(open_volume(image_file), z0, z1, value_range, network, options)
-    zarr.open_array(probs, mode="r+")[z0:z1] = prob
-    _mark(Path(marker))
+    zarr.open_array(probs, mode="r+")[z0:z1] = block_probs(
+        open_volume(image_file), z0, z1, value_range, network, settings
+    )
+    mark(Path(done))
     return z1 - z0
 
 
-def _final_remote(
-    image_file: str, probs: str | None, output: str, marker: str, z0: int, z1: int, value_range, networks, options
+def _mask_task(
+    image_file: str, probs: str | None, output: str, done: str, z0: int, z1: int, value_range, networks, settings
 ) -> int:
     """Task: the mask of slices [z0, z1) (SCM on ``probs`` with its halo, or stage 1) into ``output``."""
     import zarr
 
-    from emseg_monai.inference.blockwise import _mark, block_mask
     from emseg_monai.io.volumes import open_volume
 
     torch.set_num_threads(1)
-    volume = open_volume(image_file)
     scratch = None if probs is None else zarr.open_array(probs, mode="r")
-    mask = block_mask(volume, scratch, z0, z1, value_range, networks[0], networks[1], options)
+    mask = block_mask(open_volume(image_file), scratch, z0, z1, value_range, networks, settings)
     zarr.open_array(output, mode="r+")[z0:z1] = mask
-    _mark(Path(marker))
+    mark(Path(done))
     return z1 - z0
 
 
-def _wait(futures: list, bar: Any) -> None:
+def _wait(futures: list, bar: Any, where: str) -> None:
     from distributed import as_completed
 
     try:
         for future in as_completed(futures):
             future.result()
             bar.update(1)
+    except Exception as exc:
+        fault = cluster_fault(exc, where)
+        if fault is None:
+            raise
+        raise fault from exc
     finally:
         for future in futures:
             future.cancel()
 
 
-def submit_blocks(
+def cluster_fault(exc: BaseException, where: str) -> EnvironmentFault | None:
+    """An ``EnvironmentFault`` naming what went wrong with the cluster, or None for other errors."""
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    if isinstance(exc, KilledWorker):
+        return EnvironmentFault(f"Dask workers kept dying while running {where} ({exc.args[0] if exc.args else exc})")
+    if isinstance(exc, (CommClosedError, ConnectionError, TimeoutError)) or type(exc).__name__ == "CancelledError":
+        return EnvironmentFault(f"lost the Dask scheduler while running {where} ({type(exc).__name__})")
+    return None
+
+
+def run_dask(
     client: Any,
     image_file: str | Path,
     output: Path,
@@ -94,10 +123,10 @@ def submit_blocks(
     stage1_todo: list[tuple[int, int]],
     todo: list[tuple[int, int]],
     value_range: tuple[float, float],
-    stage1_network: torch.nn.Module,
-    scm_network: torch.nn.Module | None,
-    options: dict,
+    networks: tuple[torch.nn.Module, torch.nn.Module | None],
+    settings: InferenceSettings,
     progress: bool = True,
+    retries: int = 2,
 ) -> None:
     """Run both passes' blocks as tasks on ``client``'s workers; returns when all are written (or raises).
 
@@ -107,48 +136,45 @@ def submit_blocks(
     """
     from tqdm import tqdm
 
-    from emseg_monai.inference.blockwise import _marker
-
-    networks = [stage1_network.cpu().eval(), None if scm_network is None else scm_network.cpu().eval()]
-    shared = client.scatter(networks, broadcast=True)
-    options = {**options, "device": "cpu"}
+    stage1_network, scm_network = (None if n is None else n.cpu().eval() for n in networks)
+    settings = settings.replace(device="cpu")
     probs = None if scm_network is None else str(done_dir / "stage1.zarr")
-    tag = np.random.randint(1 << 30)
-    bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
-    first = [
-        client.submit(
-            _stage1_remote,
-            str(image_file),
-            probs,
-            str(_marker(done_dir, "stage1", z0, z1)),
-            z0,
-            z1,
-            value_range,
-            shared[0],
-            options,
-            key=f"emseg-stage1-{z0}-{tag}",
-            pure=False,
-        )
-        for z0, z1 in stage1_todo
-    ]
-    _wait(first, bar)
     step = "scm" if scm_network is not None else "stage1"
-    second = [
-        client.submit(
-            _final_remote,
-            str(image_file),
-            probs,
-            str(output),
-            str(_marker(done_dir, step, z0, z1)),
-            z0,
-            z1,
-            value_range,
-            shared,
-            options,
-            key=f"emseg-final-{z0}-{tag}",
-            pure=False,
-        )
-        for z0, z1 in todo
-    ]
-    _wait(second, bar)
-    bar.close()
+    bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
+    common = {"pure": False, "retries": retries}
+    try:
+        first = [
+            client.submit(
+                _stage1_task,
+                str(image_file),
+                probs,
+                str(marker(done_dir, "stage1", z0, z1)),
+                z0,
+                z1,
+                value_range,
+                stage1_network,
+                settings,
+                **common,
+            )
+            for z0, z1 in stage1_todo
+        ]
+        _wait(first, bar, "stage 1")
+        second = [
+            client.submit(
+                _mask_task,
+                str(image_file),
+                probs,
+                str(output),
+                str(marker(done_dir, step, z0, z1)),
+                z0,
+                z1,
+                value_range,
+                (stage1_network, scm_network),
+                settings,
+                **common,
+            )
+            for z0, z1 in todo
+        ]
+        _wait(second, bar, "the SCM" if scm_network is not None else "stage 1")
+    finally:
+        bar.close()

@@ -1,5 +1,6 @@
-"""Reading and writing stacks: a MONAI TIFF reader, validated readers and atomic writers."""
+"""Reading and writing stacks: validated readers, atomic writers, and their MONAI reader and writer."""
 
+from emseg_monai.io.monai_io import LoadStackd, SaveStackd, StackReader, stack_voxel_size
 from emseg_monai.io.stacks import (
     atomic_write,
     binarize_labels,
@@ -12,6 +13,9 @@ from emseg_monai.io.stacks import (
 from emseg_monai.io.tiff_reader import TiffStackReader, read_tiff_array
 
 __all__ = [
+    "LoadStackd",
+    "SaveStackd",
+    "StackReader",
     "TiffStackReader",
     "atomic_write",
     "binarize_labels",
@@ -20,5 +24,6 @@ __all__ = [
     "read_mask",
     "read_stack",
     "read_tiff_array",
+    "stack_voxel_size",
     "write_stack",
 ]

@@ -120,7 +120,7 @@ def binarize_labels(array: np.ndarray, name: str = "label stack") -> np.ndarray:
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     """Check that ``path`` can be written: its folder exists and is writable; it exists only if allowed."""
     path = Path(path)
-    if _suffix(path) not in STACK_SUFFIXES + (".csv", ".json", ".png", ".md", ".pt"):
+    if _suffix(path) not in STACK_SUFFIXES + (".csv", ".json", ".png", ".md", ".pt", ".yaml", ".yml", ".conf"):
         raise InputError(f"unsupported output format {_suffix(path)!r} for {path}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():

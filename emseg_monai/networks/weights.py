@@ -45,11 +45,35 @@ def load_weights(
     unexpected = [k for k in ckpt if k not in expected]
     wrong = [k for k in expected if k in ckpt and tuple(ckpt[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
-        if wrong:
+        held, built = describe_unet(ckpt), describe_unet(expected)
+        if held and built and held != built:
+            detail = f"it holds a BasicUNet with {held}; the config builds one with {built}"
+        elif wrong:
             k = wrong[0]
             detail = f"{k} has shape {tuple(ckpt[k].shape)}, the network expects {tuple(expected[k].shape)}"
         else:
             detail = f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}"
-        raise InputError(f"checkpoint {path} does not fit the network ({detail})")
+        raise InputError(f"weights {path} do not fit the network of the config: {detail}")
     network.load_state_dict(ckpt)
     return network
+
+
+_UNET_LAYERS = (
+    "conv_0.conv_0.conv.weight",
+    "down_1.convs.conv_0.conv.weight",
+    "down_2.convs.conv_0.conv.weight",
+    "down_3.convs.conv_0.conv.weight",
+    "down_4.convs.conv_0.conv.weight",
+    "upcat_1.convs.conv_1.conv.weight",
+    "final_conv.weight",
+)
+
+
+def describe_unet(state: dict) -> str | None:
+    """ "N input channels, features (...)" of a 2D BasicUNet state dict; None for another network."""
+    try:
+        shapes = [tuple(state[k].shape) for k in _UNET_LAYERS]
+    except (KeyError, AttributeError):
+        return None
+    features = [shapes[i][0] for i in range(5)] + [shapes[5][0]]
+    return f"{shapes[0][1]} input channel(s) and features {tuple(features)}"

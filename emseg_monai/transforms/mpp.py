@@ -25,6 +25,7 @@ from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
 from emseg_monai.errors import InputError
+from emseg_monai.options import as_bool
 
 _PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
 _PLANE_8[1] = True  # 8-connectivity inside a slice, nothing across Z
@@ -161,6 +162,7 @@ def mpp(
     numpy.ndarray
         (Z, Y, X) bool targets; labeled slices equal their ground truth. Inputs are not modified.
     """
+    bracket_vote = as_bool(bracket_vote, "bracket_vote")
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"MPP expects a (Z, Y, X) mask stack, got shape {mask.shape}")

@@ -48,6 +48,21 @@ def window_indices(centers: np.ndarray | int, n_slices: int, window: int) -> np.
     return np.clip(centers_arr[..., None] + offsets, 0, n_slices - 1)
 
 
+def scm_inputs(prob: np.ndarray, input_kind: str = "prob", threshold: float = 0.5) -> np.ndarray:
+    """SCM input stack from stage-1 probabilities stored as uint8 0..255 (or float 0..1).
+
+    ``input_kind`` ``"prob"`` gives the probabilities as float32 in [0, 1]; ``"mask"`` gives the
+    binarised masks (probability >= ``threshold``) as float32 0/1, as in the paper.
+    """
+    prob = np.asarray(prob)
+    scale = 255.0 if prob.dtype == np.uint8 else 1.0
+    if input_kind == "prob":
+        return prob.astype(np.float32) / np.float32(scale)
+    if input_kind == "mask":
+        return (prob >= threshold * scale).astype(np.float32)
+    raise InputError(f"SCM input must be 'prob' or 'mask', got {input_kind!r}")
+
+
 def extract_windows(stack: np.ndarray, centers: np.ndarray | int, window: int) -> np.ndarray:
     """Gather (B, N, Y, X) windows (or (N, Y, X) for one centre) from a (Z, Y, X) stack; a new array."""
     return np.asarray(stack)[window_indices(centers, stack.shape[0], window)]

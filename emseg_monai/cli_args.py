@@ -1,0 +1,129 @@
+"""The ``emseg`` command line: its commands and options (``cli`` runs them)."""
+
+from __future__ import annotations
+
+import argparse
+
+from emseg_monai import __version__
+
+
+def _features(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"features must be 6 comma-separated integers, got {text!r}") from None
+    if len(values) != 6 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"features must be 6 comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _options(parser: argparse.ArgumentParser, specs: list[tuple]) -> None:
+    """Add (flag, help[, type or "flag"]) options with default None (or False for flags)."""
+    for flag, text, *kind in specs:
+        if kind and kind[0] == "flag":
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, default=None, type=kind[0] if kind else str, help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emseg", description="Mitochondria segmentation of EM stacks (MONAI bundle).")
+    parser.add_argument("--version", action="version", version=f"emseg-monai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
+    sub = parser.add_subparsers(dest="command", required=True)
+    device = ("--device", "cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    demo = sub.add_parser("demo", help="train and evaluate on synthetic stacks (a few minutes on a CPU)")
+    demo.add_argument("--output", default="demo_output", help="folder for data, weights and results")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the transforms")
+    _options(demo, [device, ("--overwrite", "reuse an existing output folder", "flag")])
+
+    train = sub.add_parser("train", help="train stage 1, MPP and the SCM on one stack; the run is a bundle folder")
+    train.add_argument("image", help="image stack (.tif, .tiff, .nii, .nii.gz), (Z, Y, X)")
+    train.add_argument("label", help="label stack of the same shape, 0/255 or 0/1")
+    train.add_argument("--labeled", required=True, help='labeled slices: "every:5", "0:160:5", "0,5,10"')
+    train.add_argument("--output", required=True, help="the run's folder (a bundle: configs/, models/, docs/)")
+    train.add_argument("--val-slices", default="rest", help='validation slices: "rest" (unlabeled), "none", a spec')
+    train.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and the transforms")
+    train.add_argument("--scm-input", choices=("prob", "mask"), default=None, help="SCM inputs: probabilities or masks")
+    _options(
+        train,
+        [
+            ("--epochs", "stage-1 epochs (train.yaml: epochs)", int),
+            ("--scm-epochs", "SCM epochs (default: as stage 1)", int),
+            ("--iterations", "iterations per epoch, both stages (train.yaml: iterations_per_epoch)", int),
+            ("--batch-size", "crops per iteration (train.yaml: batch_size)", int),
+            ("--crop-size", "side of the square training crops (train.yaml: crop_size)", int),
+            ("--downsample", "XY resolution factor of both stages (train.yaml: downsample)", float),
+            ("--features", "BasicUNet widths, e.g. 16,16,32,64,128,16", _features),
+            ("--window", "SCM window N (odd; scm_train.yaml: scm_window)", int),
+            ("--min-size", "MPP smallest object (px per slice)", int),
+            ("--spread-min-size", "MPP smallest spread piece (px)", int),
+            ("--erosions-per-step", "MPP erosions per slice step", int),
+            ("--precision", "float32 (default) or bf16: training forward passes in bfloat16 on the CPU"),
+            device,
+            ("--tracking", "'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"),
+            ("--tensorboard", "also write TensorBoard logs to this folder (needs tensorboard)"),
+            ("--overwrite", "reuse an existing output folder", "flag"),
+            ("--resume", "continue an interrupted run in --output (same options as before)", "flag"),
+        ],
+    )
+
+    seg = sub.add_parser("segment", help="segment a stack with a bundle: stage 1 then SCM; uint8 0/255 masks")
+    seg.add_argument("image", help="image stack (.tif, .tiff, .nii, .nii.gz, .zarr)")
+    seg.add_argument("output", help="output mask stack (.tif, .tiff, .nii, .nii.gz, .zarr)")
+    _options(
+        seg,
+        [
+            ("--models", "bundle folder: a training run or bundle/ (default: the shipped bundle)"),
+            ("--no-scm", "stage 1 only", "flag"),
+            ("--flips", "average 4 flips (slower, slightly better)", "flag"),
+            ("--batch-size", "slices per forward pass (inference.yaml: batch_size)", int),
+            ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),
+            ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),
+            device,
+            ("--overwrite", "replace an existing output file", "flag"),
+            ("--block-size", "process this many slices at a time (default for .zarr: 32)", int),
+            ("--resume", "finish an interrupted block-wise run into a .zarr output", "flag"),
+            ("--workers", "run the blocks on a local Dask cluster of N workers", int),
+            ("--scheduler", "run the blocks on the Dask scheduler at tcp://host:port"),
+        ],
+    )
+
+    ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
+    ev.add_argument("pred", help="predicted mask stack, 0/255 or 0/1")
+    ev.add_argument("truth", help="ground-truth mask stack of the same shape")
+    ev.add_argument("--slices", default="all", help='slices scored, e.g. "all" or "1:165"')
+    _options(
+        ev,
+        [
+            ("--csv", "write per-slice scores of the scored slices to this CSV file"),
+            ("--json", "write the summary to this JSON file"),
+            ("--overlay", "write a PNG of one slice: TP green, FN red, FP blue"),
+            ("--image", "the image stack, the overlay's grey background"),
+            ("--overlay-slice", "slice of the overlay (default: middle)", int),
+            ("--dice-plot", "write a PNG of Dice per scored slice along Z"),
+            ("--overwrite", "replace existing output files", "flag"),
+        ],
+    )
+
+    me = sub.add_parser("measure", help="one CSV row per mitochondrion (3D connected component) of a mask")
+    me.add_argument("mask", help="mask stack (.tif, .tiff, .nii, .nii.gz), 0/255 or 0/1")
+    me.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D neighbours (default 26)")
+    me.add_argument("--min-voxels", type=int, default=1, help="leave out objects smaller than this")
+    _options(
+        me,
+        [
+            ("--csv", "output CSV (default: <mask name>_objects.csv beside the mask)"),
+            ("--voxel-size", "Z,Y,X in nm, e.g. 5,5,5 (default: from the file's metadata)"),
+            ("--overwrite", "replace an existing CSV", "flag"),
+        ],
+    )
+
+    cu = sub.add_parser("curves", help="plot training loss and validation Dice per epoch of a training run")
+    cu.add_argument("run", help="the --output folder of emseg train (reads *_history.csv)")
+    _options(
+        cu, [("--output", "PNG to write (default: RUN/training_curves.png)"), ("--overwrite", "replace it", "flag")]
+    )
+    return parser

@@ -1,0 +1,103 @@
+"""The two stages on arrays: stage 1 per slice, the SCM per N-slice window, masks from probabilities.
+
+Arrays are (Z, Y, X). Probabilities are uint8 0..255 (probability x 255, rounded), the format of
+the stage files; masks are uint8 0/255. Every function here takes the networks ready to run (see
+``backends.to_backend``) and one ``InferenceSettings``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+
+from emseg_monai.inference.predict import predict_stack
+from emseg_monai.inference.settings import InferenceSettings
+from emseg_monai.transforms.stacks import intensity_range, normalize_stack, to_mask
+from emseg_monai.transforms.windows import scm_inputs
+
+__all__ = ["scm", "segment", "stage1", "to_mask"]
+
+
+def stage1(
+    network: torch.nn.Module,
+    image: np.ndarray,
+    settings: InferenceSettings,
+    value_range: tuple[float, float] | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Stage-1 probabilities (Z, Y, X) uint8 0..255 of an image stack.
+
+    ``image`` is either raw (any dtype) with ``value_range``, the intensities mapped to [0, 1]
+    (normalised 16 slices at a time, so no float copy of the stack is made), or already
+    normalised float32 in [0, 1] when ``value_range`` is None.
+    """
+    prepare = None if value_range is None else partial(normalize_stack, value_range=value_range)
+    return predict_stack(
+        network,
+        image,
+        1,
+        settings.stage1_downsample,
+        settings.batch_size,
+        settings.device,
+        settings.flips,
+        "stage 1",
+        progress,
+        tile=settings.tile,
+        prepare=prepare,
+    )
+
+
+def scm(
+    network: torch.nn.Module,
+    prob: np.ndarray,
+    settings: InferenceSettings,
+    centers: np.ndarray | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (Z, Y, X) uint8 0..255.
+
+    With ``centers``, only those slices ((len(centers), Y, X)); their windows still read the
+    neighbours in ``prob``, the stack's ends repeating the end slice.
+    """
+    prepare = partial(scm_inputs, input_kind=settings.input_kind, threshold=settings.threshold)
+    return predict_stack(
+        network,
+        prob,
+        settings.window,
+        settings.scm_downsample,
+        settings.batch_size,
+        settings.device,
+        settings.flips,
+        "SCM",
+        progress,
+        centers=centers,
+        tile=settings.tile,
+        prepare=prepare,
+    )
+
+
+def segment(
+    image: np.ndarray,
+    stage1_network: torch.nn.Module,
+    scm_network: torch.nn.Module | None,
+    settings: InferenceSettings | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Segment a raw (Z, Y, X) stack of any dtype: stage 1, then the SCM (none: stage 1 is final).
+
+    The intensities are normalised by the stack's own percentiles (``intensity_range``).
+
+    Returns
+    -------
+    dict
+        ``stage1_prob`` and ``final_prob`` (uint8 0..255), ``final_mask`` (uint8 0/255), all
+        (Z, Y, X) with the image's shape.
+    """
+    settings = settings or InferenceSettings()
+    prob1 = stage1(stage1_network, image, settings, intensity_range(image), progress)
+    final = prob1
+    if scm_network is not None and settings.use_scm:
+        final = scm(scm_network, prob1, settings, progress=progress)
+    return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, settings.threshold)}

@@ -1,0 +1,287 @@
+"""``emseg train``: stage 1, stage-1 inference, MPP and the SCM on one stack, then a bundle folder.
+
+Each step is a bundle config run with overrides (``workflows.run_config``). The run folder ends up
+a complete MONAI bundle (``training.bundle``): its configs' defaults are the settings used here,
+its metadata holds the validation scores measured at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from emseg_monai import default_bundle_root
+from emseg_monai.data.slices import parse_slice_spec
+from emseg_monai.data.training import select_val_slices
+from emseg_monai.errors import InputError
+from emseg_monai.evaluation.metrics import dice_iou
+from emseg_monai.handlers.checkpoint import training_done
+from emseg_monai.io.stacks import read_mask
+from emseg_monai.training.bundle import config_defaults, write_run_bundle
+from emseg_monai.workflows import check_tracking, config_path, run_config, segment_file
+
+logger = logging.getLogger(__name__)
+
+FINAL_MASK = "final_mask.tif"
+
+
+def check_new_folder(path: str | Path, overwrite: bool) -> Path:
+    """``path`` as the folder of a new run: created with its parents; refused if a file or not empty."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output is a file, not a folder: {folder}")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise InputError(f"output folder is not empty: {folder} (pass --overwrite to reuse it)")
+    return folder
+
+
+def check_train_inputs(
+    image: str | Path,
+    label: str | Path,
+    labeled: str,
+    output: str | Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    window: int | None = None,
+    downsample: float | None = None,
+    tracking: str | None = None,
+    precision: str | None = None,
+    tensorboard: str | None = None,
+    device: str | None = None,
+    bundle: str | Path | None = None,
+) -> Path:
+    """Check everything ``train_pipeline`` will need before any training starts; returns the run folder.
+
+    Reads both stacks (shape, values), the labeled-slice spec, the slice size at the training
+    resolution, the window, tracking, precision, TensorBoard and device; refuses a non-empty output
+    folder unless ``overwrite`` or ``resume``.
+    """
+    import importlib.util
+
+    from emseg_monai.data.training import require_labeled, training_size
+    from emseg_monai.inference.settings import check_device
+    from emseg_monai.io.stacks import read_stack
+    from emseg_monai.options import as_float
+    from emseg_monai.transforms.windows import check_window
+
+    if resume:
+        folder = Path(output)
+        if not (folder / "models").is_dir():
+            raise InputError(f"nothing to resume: {folder} holds no earlier run (no models folder)")
+    else:
+        folder = check_new_folder(output, overwrite)
+    if device is not None:
+        check_device(device)
+    stack = read_stack(image)
+    read_mask(label, shape=stack.shape)
+    require_labeled(labeled, stack.shape[0])
+    if window is not None:
+        check_window(window)
+    check_tracking(tracking)
+    if precision is not None:
+        import torch
+
+        from emseg_monai.networks.precision import with_precision
+
+        with_precision(torch.nn.Identity(), precision, device or "cpu")
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise InputError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    if downsample is None:
+        downsample = config_defaults(config_path("train.yaml", bundle or default_bundle_root()))["downsample"]
+    training_size(stack.shape, as_float(downsample, "downsample", minimum=1.0))
+    return folder
+
+
+def train_pipeline(
+    image_file: str | Path,
+    label_file: str | Path,
+    labeled_slices: str,
+    output_dir: str | Path,
+    stage1: dict[str, Any] | None = None,
+    scm: dict[str, Any] | None = None,
+    mpp: dict[str, Any] | None = None,
+    shared: dict[str, Any] | None = None,
+    device: str | None = None,
+    bundle: str | Path | None = None,
+    resume: bool = False,
+    tracking: str | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train both stages on one stack and leave ``output_dir`` a complete bundle folder.
+
+    Writes, in ``output_dir``: ``models/model.pt`` (stage 1), ``stage1_prob.tif``,
+    ``stage1_mask.tif``, ``mpp_mask.tif``, ``models/scm.pt``, ``final_mask.tif`` (the training
+    stack segmented by the new bundle), and ``configs/``, ``docs/README.md``, ``LICENSE``.
+
+    Parameters
+    ----------
+    stage1, scm : dict or None
+        Overrides of train.yaml for stage 1 and of train.yaml + scm_train.yaml for the SCM
+        (``epochs``, ``batch_size``, ``crop_size``, ...).
+    mpp : dict or None
+        Overrides of mpp.yaml (``min_size``, ``erosions_per_step``, ...).
+    shared : dict or None
+        Settings that inference must share: ``features`` and ``downsample`` (both stages),
+        ``scm_window``, ``scm_input``; the rest of the defaults come from the configs.
+    bundle : path or None
+        The bundle whose configs train (default: the shipped one).
+    resume : bool
+        Continue an interrupted run in ``output_dir``: steps whose outputs are complete are
+        skipped, an interrupted training continues from its last epoch (``models/*_state.pt``),
+        and every step after the first one rerun is rerun.
+    tracking : str or None
+        ``"mlflow"`` (or a MONAI tracking-settings file) records both trainings' parameters,
+        losses and validation metrics with MLflow (in ``output_dir/mlruns`` by default).
+    command : str or None
+        The command line recorded in the run's README (default: this process's).
+
+    Returns
+    -------
+    dict
+        ``seconds`` (wall time of each step) and ``metrics`` (validation scores, maybe empty).
+    """
+    source = Path(bundle or default_bundle_root())
+    out = Path(output_dir)
+    models = out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    shared = {k: v for k, v in (shared or {}).items() if v is not None}
+    common = {
+        "image_file": str(image_file),
+        "label_file": str(label_file),
+        "labeled_slices": labeled_slices,
+        "output_dir": str(out),
+        "ckpt_dir": str(models),
+        "device": device,
+    }
+    times: dict[str, float] = {}
+    rerun = not resume  # once one step runs again, the steps after it must too
+
+    def timed(step: str, names: list[str], done: bool, **overrides: Any) -> None:
+        nonlocal rerun
+        if done and not rerun:
+            logger.info("resume: %s already done", step)
+            return
+        rerun = True
+        start = time.perf_counter()
+        run_config(names, source, **{"tracking": None, **overrides})
+        times[step] = time.perf_counter() - start
+
+    def training(step: str, names: list[str], ckpt_name: str, run_name: str, **overrides: Any) -> None:
+        weights, state = models / ckpt_name, models / f"{run_name}_state.pt"
+        done = training_done(weights, state)
+        again = bool(resume and not rerun and not done and state.is_file())
+        timed(step, names, done, **overrides, resume=again, tracking=check_tracking(tracking))
+
+    both = {k: shared[k] for k in ("features", "downsample") if k in shared}
+    stage1_overrides = {**both, **(stage1 or {})}
+    scm_overrides = {**both, **{k: shared[k] for k in ("scm_window", "scm_input") if k in shared}, **(scm or {})}
+    training("stage 1 training", ["train.yaml"], "model.pt", "stage1", **common, **stage1_overrides)
+    stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
+    inference = _inference_defaults(source, stage1_overrides, scm_overrides)
+    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], stage1_files, **common, **inference)
+    mpp_keys = ("label_file", "labeled_slices", "output_dir")
+    timed("MPP", ["mpp.yaml"], (out / "mpp_mask.tif").is_file(), **{k: common[k] for k in mpp_keys}, **(mpp or {}))
+    training("SCM training", ["train.yaml", "scm_train.yaml"], "scm.pt", "scm", **common, **scm_overrides)
+
+    defaults = {
+        "inference.yaml": inference,
+        "train.yaml": _hyper(source, "train.yaml", {"labeled_slices": labeled_slices, **stage1_overrides}),
+        "scm_train.yaml": _scm_defaults(source, stage1_overrides, scm_overrides),
+        "mpp.yaml": _hyper(source, "mpp.yaml", {"labeled_slices": labeled_slices, **(mpp or {})}),
+    }
+    write_run_bundle(out, source, defaults, {}, {})  # a runnable bundle now: the final step runs it
+    if rerun or not (out / FINAL_MASK).is_file():
+        start = time.perf_counter()
+        segment_file(image_file, out / FINAL_MASK, out, device=device, overwrite=True)
+        times["segment the training stack"] = time.perf_counter() - start
+    metrics = validation_scores(out, label_file, labeled_slices, (stage1 or {}).get("val_slices", "rest"))
+    record = {
+        "image": str(image_file),
+        "label": str(label_file),
+        "labeled_slices": labeled_slices,
+        "shape": list(read_mask(out / FINAL_MASK).shape),
+        "seconds": times,
+        "command": command or " ".join(shlex.quote(a) for a in ["emseg", *sys.argv[1:]]),
+        "seed": (stage1 or {}).get("seed", config_defaults(config_path("train.yaml", source)).get("seed")),
+        "device": device or "default",
+    }
+    write_run_bundle(out, source, defaults, metrics, record)
+    return {"seconds": times, "metrics": metrics}
+
+
+def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, val_slices: str = "rest") -> dict:
+    """Dice and IoU (voxels pooled) of stage 1, MPP and the final masks on the validation slices.
+
+    All validation slices count (not the at most 32 that training reports on). Empty when there are
+    none, or when the label stack has no foreground on them.
+    """
+    final = read_mask(run / FINAL_MASK)
+    truth = read_mask(label_file, shape=final.shape)
+    labeled = parse_slice_spec(labeled_slices, final.shape[0])
+    val = select_val_slices(val_slices, labeled, truth, final.shape[0], 0)
+    if val.size == 0:
+        return {}
+    scores: dict[str, Any] = {"val_slices": int(val.size)}
+    for prefix, name in (("stage1_", "stage1_mask.tif"), ("mpp_", "mpp_mask.tif"), ("", FINAL_MASK)):
+        dice, iou = dice_iou(read_mask(run / name, shape=final.shape), truth, val)
+        scores[f"{prefix}val_mean_dice"] = round(float(dice), 4)
+        scores[f"{prefix}val_mean_iou"] = round(float(iou), 4)
+    logger.info(
+        "validation on %d slices: stage 1 Dice %.2f%%, final %.2f%%",
+        val.size,
+        100 * scores["stage1_val_mean_dice"],
+        100 * scores["val_mean_dice"],
+    )
+    return scores
+
+
+def _hyper(source: Path, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The ``values`` that are hyper-parameters of config ``name`` (keys of its first section)."""
+    keys = _first_section_keys(config_path(name, source)) - {"tensorboard_dir", "resume"}
+    return {k: v for k, v in values.items() if k in keys and v is not None}
+
+
+def _first_section_keys(path: str) -> set[str]:
+    keys, seen = set(), 0
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# ----"):
+            seen += 1
+            if seen > 1:
+                break
+        elif line and not line[0].isspace() and not line.startswith("#") and ":" in line:
+            keys.add(line.split(":", 1)[0])
+    return keys
+
+
+def _inference_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> dict[str, Any]:
+    """inference.yaml's settings shared with training, as this run trains them (overrides, else configs)."""
+    train = config_defaults(config_path("train.yaml", source))
+    first = {**train, **{k: v for k, v in stage1.items() if v is not None}}
+    second = {**train, **config_defaults(config_path("scm_train.yaml", source))}
+    second.update({k: v for k, v in scm.items() if v is not None})
+    return {
+        "stage1_features": first["features"],
+        "scm_features": second["features"],
+        "scm_window": second["scm_window"],
+        "scm_input": second["scm_input"],
+        "stage1_downsample": first["downsample"],
+        "scm_downsample": second["downsample"],
+    }
+
+
+def _scm_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> dict[str, Any]:
+    """scm_train.yaml defaults: its own keys as trained, plus the train.yaml keys where the SCM differed."""
+    own = _first_section_keys(config_path("scm_train.yaml", source))
+    base = _first_section_keys(config_path("train.yaml", source))
+    train = config_defaults(config_path("train.yaml", source))
+    first = {**train, **{k: v for k, v in stage1.items() if v is not None}}
+    second = {**train, **config_defaults(config_path("scm_train.yaml", source))}
+    second.update({k: v for k, v in scm.items() if v is not None})
+    values = {k: v for k, v in scm.items() if v is not None and k in own}
+    skip = {"tensorboard_dir", "resume"}
+    values.update({k: second[k] for k in base - own - skip if k in second and second[k] != first.get(k)})
+    return values
