@@ -6,6 +6,40 @@ from emseg_monai.data import make_synthetic_stack
 from emseg_monai.io import write_stack
 
 TINY_FEATURES = [4, 4, 8, 8, 16, 4]
+FEATURES = ",".join(map(str, TINY_FEATURES))
+TRAIN_ARGS = [
+    "--labeled",
+    "every:3",
+    "--epochs",
+    "1",
+    "--scm-epochs",
+    "1",
+    "--iterations",
+    "2",
+    "--batch-size",
+    "2",
+    "--crop-size",
+    "32",
+    "--downsample",
+    "1",
+    "--features",
+    FEATURES,
+    "--window",
+    "3",
+    "--min-size",
+    "4",
+    "--spread-min-size",
+    "4",
+    "--erosions-per-step",
+    "1",
+    "--device",
+    "cpu",
+]
+
+
+def train_argv(data, out, *extra):
+    """``emseg train`` arguments for a tiny run on ``data``/image.tif and label.tif into ``out``."""
+    return ["train", str(data / "image.tif"), str(data / "label.tif"), "--output", str(out), *TRAIN_ARGS, *extra]
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +51,13 @@ def tiny_data(tmp_path_factory) -> Path:
         write_stack(folder / f"{prefix}image.tif", image)
         write_stack(folder / f"{prefix}label.tif", label)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory) -> Path:
+    """A training run of ``emseg train`` on ``tiny_data`` (a bundle folder); read it, never change it."""
+    from emseg_monai.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    assert main(["--quiet", *train_argv(tiny_data, out)]) == 0
+    return out

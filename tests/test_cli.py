@@ -6,37 +6,7 @@ import pytest
 
 from emseg_monai.cli import main
 from emseg_monai.io import read_mask, read_stack, write_stack
-from tests.conftest import TINY_FEATURES
-
-FEATURES = ",".join(map(str, TINY_FEATURES))
-TRAIN_ARGS = [
-    "--labeled",
-    "every:3",
-    "--epochs",
-    "1",
-    "--scm-epochs",
-    "1",
-    "--iterations",
-    "2",
-    "--batch-size",
-    "2",
-    "--crop-size",
-    "32",
-    "--downsample",
-    "1",
-    "--features",
-    FEATURES,
-    "--window",
-    "3",
-    "--min-size",
-    "4",
-    "--spread-min-size",
-    "4",
-    "--erosions-per-step",
-    "1",
-    "--device",
-    "cpu",
-]
+from tests.conftest import TINY_FEATURES, TRAIN_ARGS, train_argv  # noqa: F401 (re-exported)
 
 
 def one_line_error(capsys, argv, match):
@@ -46,16 +16,9 @@ def one_line_error(capsys, argv, match):
     return err[0]
 
 
-def train_argv(data, out, *extra):
-    """``emseg train`` arguments for a tiny run on ``data``/image.tif and label.tif into ``out``."""
-    return ["train", str(data / "image.tif"), str(data / "label.tif"), "--output", str(out), *TRAIN_ARGS, *extra]
-
-
 @pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli_run") / "run"
-    assert main(["--quiet", *train_argv(tiny_data, out)]) == 0
-    return out
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_train_leaves_a_bundle_whose_defaults_are_the_trained_settings(trained):

@@ -13,15 +13,18 @@ from emseg_monai.errors import InputError
 from emseg_monai.inference.backends import to_backend
 from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.inference.stages import scm, stage1
+from emseg_monai.transforms.stacks import intensity_range
 
 
 class StackInferer(Inferer):
     """Segment whole stacks: ``network`` (stage 1) on every slice, then the SCM on every N-slice window.
 
-    Called as MONAI inferers are, ``inferer(inputs, network)``: ``inputs`` is a batch of
-    normalised stacks (B, 1, Z, Y, X) float in [0, 1] (``NormalizeStackd``), ``network`` the
-    stage-1 network. Both networks run with ``settings.backend`` (ONNX Runtime by default on the
-    CPU); each is converted once, on first use, and kept.
+    Called as MONAI inferers are, ``inferer(inputs, network)``: ``inputs`` is a batch of raw
+    stacks (B, 1, Z, Y, X) of any dtype (``LoadStackd`` keeps the stored one), ``network`` the
+    stage-1 network. Each stack is normalised by its own 0.5 and 99.5 percentiles (as
+    ``NormalizeStack`` does), 16 slices at a time on the way into the network, so no float copy of
+    the stack is made and the masks equal block-wise ones. Both networks run with
+    ``settings.backend`` (ONNX Runtime by default on the CPU); each is converted once, on first use.
 
     Parameters
     ----------
@@ -68,9 +71,9 @@ class StackInferer(Inferer):
         return self.ready(network), self.ready(self.scm_network)
 
     def segment_array(self, image: np.ndarray, network: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
-        """(final, stage-1) uint8 probabilities (Z, Y, X) of one normalised float32 (Z, Y, X) stack."""
+        """(final, stage-1) uint8 probabilities (Z, Y, X) of one raw (Z, Y, X) stack of any dtype."""
         first, second = self.networks(network)
-        prob1 = stage1(first, image, self.settings, None, self.progress)
+        prob1 = stage1(first, image, self.settings, intensity_range(image), self.progress)
         final = prob1 if second is None else scm(second, prob1, self.settings, progress=self.progress)
         return final, prob1
 
@@ -79,7 +82,7 @@ class StackInferer(Inferer):
             raise InputError(f"StackInferer expects (B, 1, Z, Y, X) stacks, got shape {tuple(inputs.shape)}")
         outputs = []
         for item in inputs:
-            image = np.ascontiguousarray(item[0].detach().cpu().numpy(), dtype=np.float32)
+            image = np.asarray(item[0].detach().cpu().numpy())
             final, prob1 = self.segment_array(image, network)
             channels = (final, prob1) if self.settings.keep_stage1 else (final,)
             outputs.append(torch.from_numpy(np.stack(channels)))
