@@ -221,3 +221,114 @@ def test_block_wise_with_xy_tiles_equals_whole_volume_with_tiles(nets, volume, t
     expected = segment(volume[1], *nets, tiled, progress=False)["final_mask"]
     segment_blocks(volume[0] / "image.tif", tmp_path / "t.zarr", nets, tiled, block=6, progress=False)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "t.zarr"), mode="r")[:], expected)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_external_cluster_survives_a_killed_worker(nets, volume, tmp_path):
+    """A scheduler and workers as separate processes (`dask scheduler`, `dask worker --nworkers 2`); one
+    worker is SIGKILLed while the blocks run: Dask reruns its blocks and the masks stay the same."""
+    pytest.importorskip("distributed")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    options = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    options["env"] = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **options)
+    ]
+    client = None
+    try:
+        deadline = time.monotonic() + 60
+        while client is None and time.monotonic() < deadline:
+            try:
+                client = Client(address, timeout="2s")
+            except OSError:
+                time.sleep(0.5)
+        assert client is not None, "the scheduler did not start"
+        worker = [*dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"]
+        processes.append(subprocess.Popen(worker, **options))
+        client.wait_for_workers(2, timeout=120)
+
+        result, errors = {}, []
+        out = tmp_path / "cluster.zarr"
+
+        def job():
+            try:
+                result.update(
+                    segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, 1, client=client, progress=False)
+                )
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        while thread.is_alive() and not list((tmp_path / "cluster.zarr.blocks").glob("stage1-*.json")):
+            time.sleep(0.01)
+        assert thread.is_alive(), "the run ended before a worker could be killed mid-run"
+        os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
+        thread.join(timeout=300)
+        assert not thread.is_alive() and not errors, errors
+        assert result["blocks"] == 17
+        single = tmp_path / "single.zarr"  # blocks of one slice: compare with the same blocks in one process
+        segment_blocks(volume[0] / "image.tif", single, nets, SETTINGS, 1, progress=False)
+        np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], zarr.open_array(str(single), mode="r")[:])
+    finally:
+        if client is not None:
+            client.close()
+        for proc in processes:  # a `dask worker` restarting a worker may ignore SIGTERM: kill its group
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+
+
+def test_cluster_faults_become_one_line_errors(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    from emseg_monai import workflows
+    from emseg_monai.cli import main
+    from emseg_monai.errors import EnvironmentFault
+    from emseg_monai.inference.distributed import cluster_fault
+
+    fault = cluster_fault(KilledWorker("emseg-task-3", "tcp://10.0.0.7:4000", 3), "the SCM")
+    assert isinstance(fault, EnvironmentFault) and "kept dying while running the SCM" in str(fault)
+    assert "lost the Dask scheduler" in str(cluster_fault(CommClosedError("gone"), "stage 1"))
+    assert cluster_fault(ValueError("a bug"), "stage 1") is None  # not the environment: a traceback
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Failed to evaluate ConfigExpression") from fault
+
+    monkeypatch.setattr(workflows, "run_config", fail)
+    assert main(["segment", "in.zarr", str(tmp_path / "out.zarr"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Dask workers kept dying" in err[0]
+
+
+def test_a_cluster_without_workers_ends_the_run_with_one_line():
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+    from tqdm import tqdm
+
+    from emseg_monai.errors import EnvironmentFault
+    from emseg_monai.inference.distributed import _wait
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        future = client.submit(sum, [1, 2], pure=False)
+        with pytest.raises(EnvironmentFault, match="no worker for 1 s while running stage 1"):
+            _wait(client, [future], tqdm(disable=True), "stage 1", no_workers=1)

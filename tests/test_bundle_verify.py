@@ -1,4 +1,5 @@
-"""The bundle passes MONAI's checks offline: verify_metadata, verify_net_in_out, ckpt_export, onnx_export."""
+"""The shipped bundle and a freshly trained run pass the model zoo's checks offline: its folder rules,
+verify_metadata, verify_net_in_out (n=1 and 2, both networks), ckpt_export, onnx_export."""
 
 import json
 import subprocess
@@ -54,19 +55,15 @@ def test_metadata_describes_both_networks():
     assert meta["version"] in meta["changelog"]
 
 
+@pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("net_id", list(NETS))
-def test_verify_net_in_out(net_id):
+def test_verify_net_in_out(net_id, n):
+    """``network_data_format`` (32*n) lets MONAI's check pass with its default n=1 (a 32 x 32 input)."""
     from monai.bundle import verify_net_in_out
 
     channels = NETS[net_id][1]
-    verify_net_in_out(
-        net_id=net_id,
-        meta_file=str(META),
-        config_file=str(INFERENCE),
-        n=2,
-        device="cpu",
-        **{"_meta_#network_data_format#inputs#image#num_channels": channels},
-    )
+    overrides = {} if net_id == "network_def" else {"_meta_#network_data_format#inputs#image#num_channels": channels}
+    verify_net_in_out(net_id=net_id, meta_file=str(META), config_file=str(INFERENCE), n=n, device="cpu", **overrides)
 
 
 def _eager(net_id):
@@ -84,6 +81,7 @@ def _sample(net_id):
 
 @pytest.mark.parametrize("net_id", list(NETS))
 def test_torchscript_export_matches_eager(net_id, tmp_path):
+    """``ckpt_export`` of models/model.pt (the zoo's check) and of the SCM."""
     from monai.bundle import ckpt_export
 
     out = tmp_path / f"{net_id}.ts"
@@ -121,3 +119,66 @@ def test_onnx_export_matches_eager(net_id, tmp_path):
     with torch.inference_mode():
         expected = _eager(net_id)(x).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- the model zoo's folder rules
+ZOO_SECTIONS = ("Model Description", "Data", "Preprocessing", "Performance", "System Configuration", "Limitations")
+ZOO_SECTIONS += ("Citation Info", "References")
+
+
+def check_zoo_folder(bundle: Path) -> dict:
+    """The files and rules of the zoo's verify_bundle.py and its README template; returns the metadata."""
+    import emseg_monai
+
+    for name in ("LICENSE", "configs/metadata.json", "configs/inference.yaml", "models/model.pt", "docs/README.md"):
+        assert (bundle / name).is_file(), name
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    assert meta["required_packages_version"]["emseg-monai"] == emseg_monai.__version__
+    readme = (bundle / "docs" / "README.md").read_text()
+    for section in ZOO_SECTIONS:
+        assert f"## {section}" in readme or f"### {section}" in readme or f"#### {section}" in readme, section
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_size < 25 * 2**20, path
+    for config in (bundle / "configs").iterdir():
+        text = config.read_text()
+        for personal in ("/work/", "/home/", "/root/", "/tmp/", "/Users/", ":\\"):
+            assert personal not in text, (config, personal)
+    return meta
+
+
+def test_shipped_bundle_follows_the_zoo_rules():
+    meta = check_zoo_folder(BUNDLE)
+    assert (BUNDLE / "docs" / "data_license.txt").read_text().strip()
+    assert meta["eval_metrics"]["val_mean_dice"] > 0.9
+
+
+def test_trained_run_is_a_zoo_bundle(tiny_run, tmp_path):
+    """A run of emseg train passes the same checks as the shipped bundle, with the shipped schema."""
+    from monai.bundle import ckpt_export, verify_net_in_out
+
+    meta = check_zoo_folder(tiny_run)
+    assert set(meta["eval_metrics"]) >= {"val_mean_dice", "stage1_val_mean_dice", "mpp_val_mean_dice"}
+    proc = _verify_metadata(tiny_run / "configs" / "metadata.json", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config, meta_file = str(tiny_run / "configs" / "inference.yaml"), str(tiny_run / "configs" / "metadata.json")
+    for n in (1, 2):
+        verify_net_in_out(net_id="network_def", meta_file=meta_file, config_file=config, n=n, device="cpu")
+        verify_net_in_out(
+            net_id="scm_network_def",
+            meta_file=meta_file,
+            config_file=config,
+            n=n,
+            device="cpu",
+            **{"_meta_#network_data_format#inputs#image#num_channels": 3},
+        )
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(tiny_run / "models" / "model.pt"),
+        meta_file=meta_file,
+        config_file=config,
+        bundle_root=str(tiny_run),
+    )
+    assert torch.jit.load(str(tmp_path / "model.ts"))(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)

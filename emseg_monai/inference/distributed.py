@@ -13,6 +13,7 @@ one line naming the fault; finished blocks keep their markers, so ``resume`` goe
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,34 @@ def _mask_task(
     return z1 - z0
 
 
-def _wait(futures: list, bar: Any, where: str) -> None:
-    from distributed import as_completed
+def _wait(client: Any, futures: list, bar: Any, where: str, no_workers: float = 120.0) -> None:
+    """Wait for ``futures`` (raising the first task error), updating ``bar``.
 
+    Raises ``EnvironmentFault`` when the cluster fails, or when it has had no worker for
+    ``no_workers`` seconds (Dask itself would wait for one forever).
+    """
+    from distributed import wait
+
+    pending, alone_since = set(futures), None
     try:
-        for future in as_completed(futures):
-            future.result()
-            bar.update(1)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                if client.scheduler_info().get("workers"):
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > no_workers:
+                    raise EnvironmentFault(
+                        f"the Dask cluster has had no worker for {no_workers:.0f} s while running {where}"
+                    ) from None
+                continue
+            for future in done:
+                future.result()
+                bar.update(1)
+    except EnvironmentFault:
+        raise
     except Exception as exc:
         fault = cluster_fault(exc, where)
         if fault is None:
@@ -158,7 +180,7 @@ def run_dask(
             )
             for z0, z1 in stage1_todo
         ]
-        _wait(first, bar, "stage 1")
+        _wait(client, first, bar, "stage 1")
         second = [
             client.submit(
                 _mask_task,
@@ -175,6 +197,6 @@ def run_dask(
             )
             for z0, z1 in todo
         ]
-        _wait(second, bar, "the SCM" if scm_network is not None else "stage 1")
+        _wait(client, second, bar, "the SCM" if scm_network is not None else "stage 1")
     finally:
         bar.close()
