@@ -78,7 +78,9 @@ def run_demo(
     times = dict(trained["seconds"])
     for name in ("train", "test"):
         t0 = time.perf_counter()
-        segment_file(files[name][0], out / f"{name}_final_mask.tif", out, save_stage1=True, device=device)
+        segment_file(
+            files[name][0], out / f"{name}_final_mask.tif", out, save_stage1=True, device=device, overwrite=True
+        )
         times[f"segment {name} stack"] = time.perf_counter() - t0
 
     truth = {name: read_mask(files[name][1]) for name in files}

@@ -135,7 +135,7 @@ def check_zoo_folder(bundle: Path) -> dict:
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     assert meta["version"] in meta["changelog"]
     assert meta["required_packages_version"]["emseg-monai"] == emseg_monai.__version__
-    readme = (bundle / "docs" / "README.md").read_text()
+    readme = (bundle / "docs" / "README.md").read_text().replace("*", "")
     for section in ZOO_SECTIONS:
         assert f"## {section}" in readme or f"### {section}" in readme or f"#### {section}" in readme, section
     for path in bundle.rglob("*"):

@@ -77,7 +77,7 @@ class InferenceSettings:
         from emseg_monai.transforms.windows import check_window
 
         checked = {
-            "window": check_window(self.window),
+            "window": check_window(as_int(self.window, "SCM window")),
             "input_kind": as_choice(self.input_kind, "SCM input kind", INPUT_KINDS),
             "stage1_downsample": as_float(self.stage1_downsample, "stage1_downsample", minimum=1.0),
             "scm_downsample": as_float(self.scm_downsample, "scm_downsample", minimum=1.0),

@@ -130,7 +130,7 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     if path.is_dir():
         raise InputError(f"output path is a folder: {path}")
     if path.exists() and not overwrite:
-        raise InputError(f"output exists: {path} (pass overwrite to replace it)")
+        raise InputError(f"output exists: {path} (pass --overwrite to replace it; bundle commands: --overwrite true)")
     return path
 
 
