@@ -4,7 +4,7 @@
 
 For each size, a synthetic EM-like volume is written to a Zarr array (chunk by chunk, never whole
 in memory) in ``--work``; then each mode segments it with the shipped weights (stage 1 + SCM, the
-settings of bundle/models/emseg.json) into a Zarr output, in a fresh process, and reports its
+settings of bundle/configs/inference.yaml) into a Zarr output, in a fresh process, and reports its
 wall time (inside the process, from the call to the written output), throughput (Mvoxel/s of
 input) and peak resident memory: of all its processes together (sampled every 0.1 s), of the main
 process and of the largest Dask worker (both exact, from getrusage).

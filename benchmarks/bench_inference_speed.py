@@ -25,20 +25,20 @@ import torch
 from emseg_monai import default_bundle_root
 from emseg_monai.inference.backends import onnx_available, to_backend
 from emseg_monai.networks import load_weights
-from emseg_monai.workflows import load_settings
+from emseg_monai.training.bundle import config_defaults
 
 
 def shipped_networks() -> dict[str, torch.nn.Module]:
     from monai.networks.nets import BasicUNet
 
     models = Path(default_bundle_root()) / "models"
-    features = (16, 16, 32, 64, 128, 16)
-    window = 15
+    trained = config_defaults(Path(default_bundle_root()) / "configs" / "inference.yaml")
+    features, window = trained["stage1_features"], trained["scm_window"]
     nets = {
         "stage1": BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=features),
         "scm": BasicUNet(spatial_dims=2, in_channels=window, out_channels=1, features=features),
     }
-    load_weights(nets["stage1"], models / "stage1.pt")
+    load_weights(nets["stage1"], models / "model.pt")
     load_weights(nets["scm"], models / "scm.pt")
     return {k: v.eval() for k, v in nets.items()}
 
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["torch", "channels_last", "bf16", "onnx"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = load_settings(Path(default_bundle_root()) / "models")
-    downsample = float(settings.get("stage1_downsample", 1.0))
+    settings = config_defaults(Path(default_bundle_root()) / "configs" / "inference.yaml")
+    downsample = float(settings["stage1_downsample"])
     nets = shipped_networks()
     rng = np.random.default_rng(0)
     batches = {

@@ -23,7 +23,8 @@ from emseg_monai.data.slices import complement, evenly_spaced, parse_slice_spec
 from emseg_monai.evaluation import dice_iou, markdown_table
 from emseg_monai.io import read_mask
 from emseg_monai.io.stacks import atomic_write
-from emseg_monai.workflows import run_config, segment_file, train_pipeline
+from emseg_monai.training.pipeline import train_pipeline
+from emseg_monai.workflows import run_config, segment_file
 
 PROTOCOL = "0:156:5"  # 0, 5, ..., 155: the protocol's 32 labeled slices
 
@@ -82,7 +83,7 @@ def main() -> None:
         "val_slices": "none",  # the weights never depend on the scored slices' labels
         "seed": args.seed,
     }
-    shared = {"stage1_downsample": args.downsample, "scm_downsample": args.downsample}
+    shared = {"downsample": args.downsample}
     for count in args.counts:
         labeled = ",".join(str(int(z)) for z in protocol[evenly_spaced(count, protocol.size)])
         run = out / f"labels_{count:02d}"
@@ -94,8 +95,8 @@ def main() -> None:
             if not (args.reuse and (models / "scm.pt").is_file()):
                 entry["train_seconds"] = train_pipeline(
                     image, label, labeled, run, stage1=common, scm=common, shared=shared
-                )
-        elif not (args.reuse and (models / "stage1.pt").is_file()):
+                )["seconds"]
+        elif not (args.reuse and (models / "model.pt").is_file()):
             run_config(
                 ["train.yaml"],
                 image_file=str(image),
@@ -110,15 +111,10 @@ def main() -> None:
         entry["labeled"] = labeled
         for key, use_scm in (("stage1", False), ("scm", True)) if args.scm else (("stage1", False),):
             pred = run / f"pred_{key}.tif"
-            segment_file(
-                image,
-                pred,
-                models,
-                use_scm=use_scm,
-                stage1_downsample=args.downsample,
-                scm_downsample=args.downsample,
-                overwrite=True,
-            )
+            # a run of train_pipeline is a bundle with its own settings; stage-1-only runs use the shipped configs
+            bundle = run if args.scm else None
+            extra = {} if args.scm else {"ckpt_dir": str(models), "stage1_downsample": args.downsample}
+            segment_file(image, pred, bundle, use_scm=use_scm, overwrite=True, **extra)
             dice, iou = dice_iou(read_mask(pred), truth, scored)
             entry[key] = {"dice": dice, "iou": iou}
             print(f"{count} labeled slices, {key}: Dice {100 * dice:.2f}% IoU {100 * iou:.2f}%", flush=True)

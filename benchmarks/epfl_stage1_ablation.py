@@ -56,7 +56,7 @@ def main() -> None:
         models = run / "models"
         models.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        if not (args.reuse and (models / "stage1.pt").is_file()):
+        if not (args.reuse and (models / "model.pt").is_file()):
             run_config(
                 ["train.yaml"],
                 image_file=str(image),
@@ -80,6 +80,7 @@ def main() -> None:
             ckpt_dir=str(models),
             use_scm=False,
             stage1_downsample=args.downsample,
+            overwrite=True,
         )
         dice, iou = dice_iou(read_mask(mask_file), truth, unlabeled)
         rows.append((name, dice, iou))

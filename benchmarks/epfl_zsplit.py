@@ -23,7 +23,8 @@ import numpy as np
 
 from emseg_monai.evaluation import dice_iou, markdown_table
 from emseg_monai.io import read_mask, read_stack, write_stack
-from emseg_monai.workflows import segment_file, train_pipeline
+from emseg_monai.training.pipeline import train_pipeline
+from emseg_monai.workflows import segment_file
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
             "val_slices": "none",  # nothing of the scored slices, and no other labels, is looked at
             "seed": args.seed,
         }
-        shared = {"stage1_downsample": args.downsample, "scm_downsample": args.downsample}
+        shared = {"downsample": args.downsample}
         times = train_pipeline(
             part_image,
             part_label,
@@ -72,13 +73,13 @@ def main() -> None:
             stage1=common,
             scm={**common, "epochs": args.scm_epochs},
             shared=shared,
-        )
+        )["seconds"]
     scored = np.arange(args.split, n)
     rows, record = [], {"labeled": labeled, "scored": f"{args.split}..{n - 1}", "train_seconds": times}
     for name, use_scm in (("stage 1", False), ("stage 1 + SCM", True)):
         pred_file = out / ("pred_scm.tif" if use_scm else "pred_stage1.tif")
         start = time.perf_counter()
-        segment_file(image_file, pred_file, run / "models", use_scm=use_scm, overwrite=True)
+        segment_file(image_file, pred_file, run, use_scm=use_scm, overwrite=True)
         dice, iou = dice_iou(read_mask(pred_file), truth, scored)
         rows.append((name, dice, iou))
         record[name] = {"dice": dice, "iou": iou, "segment_seconds": time.perf_counter() - start}
