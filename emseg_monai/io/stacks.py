@@ -182,6 +182,8 @@ def write_stack(
     if array.dtype == bool:
         array = array.astype(np.uint8) * np.uint8(255)
     suffix = _suffix(Path(path))
+    if suffix not in STACK_SUFFIXES:
+        raise InputError(f"unsupported stack format {suffix!r} for {path} (use .tif, .tiff, .nii or .nii.gz)")
 
     def _write(tmp: Path) -> None:
         if suffix in TIFF_SUFFIXES:

@@ -187,10 +187,18 @@ def _readme(
     else:
         performance = "No validation: the label stack had no labels outside the training slices."
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+    kind = "probabilities" if inference.get("scm_input", "prob") == "prob" else "masks"
     return f"""# {meta["name"]}
 
-This folder is a MONAI bundle written by `emseg train` (emseg-monai {__version__}). Its configs'
-defaults are the settings its weights were trained with, so it runs with no override:
+### Authors
+Trained with emseg-monai {__version__} (`emseg train`); the method and code: emseg-monai developers.
+
+### Tags
+Segmentation, Electron microscopy, Mitochondria, Semi-supervised, Few labels
+
+## Model Description
+This folder is a MONAI bundle. Its configs' defaults are the settings its weights were trained
+with, so it runs with no override:
 
 ```bash
 python -m monai.bundle run --config_file THIS_FOLDER/configs/inference.yaml \\
@@ -198,13 +206,11 @@ python -m monai.bundle run --config_file THIS_FOLDER/configs/inference.yaml \\
 emseg segment STACK.tif MASKS.tif --models THIS_FOLDER        # the same, as a shortcut
 ```
 
-## Model Description
-Two 2D MONAI `BasicUNet`s: stage 1 (1 input channel, features {tuple(inference.get("stage1_features", ()))})
-segments each slice; the SCM (features {tuple(inference.get("scm_features", ()))}) reads the stage-1
-{inference.get("scm_input", "prob")} outputs of {inference.get("scm_window")} neighbouring slices and refines the
-middle one. Both run at 1/{inference.get("stage1_downsample")} and 1/{inference.get("scm_downsample")} of the XY
-resolution. Weights: `models/model.pt` (stage 1, `network_def`) and `models/scm.pt`
-(`scm_network_def`).
+Two 2D MONAI `BasicUNet`s. Stage 1 (`network_def`, `models/model.pt`; 1 input channel, features
+{tuple(inference.get("stage1_features", ()))}) segments each slice at 1/{inference.get("stage1_downsample")} of the XY
+resolution. The SCM (`scm_network_def`, `models/scm.pt`; features {tuple(inference.get("scm_features", ()))}) reads the
+stage-1 {kind} of the {inference.get("scm_window")} slices around each slice and refines it, at
+1/{inference.get("scm_downsample")} of the XY resolution.
 
 ## Data
 Trained on `{Path(str(record.get("image", ""))).name}` ({" x ".join(map(str, shape)) if shape else "?"}, Z x Y x X)
@@ -221,6 +227,10 @@ Command: `{record.get("command", "emseg train ...")}` (seed {record.get("seed")}
 {train.get("epochs", "?")} epochs of {train.get("iterations_per_epoch", "?")} iterations (batches of
 {train.get("batch_size", "?")} crops of {train.get("crop_size", "?")} px); all settings: `configs/train.yaml`.
 Time: {steps}.
+
+## Additional Usage Steps
+`configs/evaluate.yaml` scores masks against labels; `configs/train.yaml` (with `scm_train.yaml`
+for the SCM) trains again with this run's settings as defaults.
 
 ## System Configuration
 Trained and tested with emseg-monai {__version__}, MONAI {meta.get("monai_version")}, PyTorch

@@ -236,6 +236,13 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
         100 * scores["stage1_val_mean_dice"],
         100 * scores["val_mean_dice"],
     )
+    if scores["val_mean_dice"] < scores["stage1_val_mean_dice"]:
+        logger.warning(
+            "the SCM lowered the validation Dice from %.2f%% (stage 1) to %.2f%%: check the run, or segment "
+            "with stage 1 only (emseg segment --no-scm; bundle: --use_scm false)",
+            100 * scores["stage1_val_mean_dice"],
+            100 * scores["val_mean_dice"],
+        )
     return scores
 
 
