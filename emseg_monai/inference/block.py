@@ -8,6 +8,7 @@ Intensities are normalised with the whole volume's range, so the masks equal who
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.inference.stages import scm, stage1, to_mask
 from emseg_monai.io.stacks import atomic_write
 from emseg_monai.io.volumes import read_slices
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """What is left of one block-wise run, for a driver to do.
+
+    Attributes
+    ----------
+    done_dir : Path
+        ``<output>.blocks``: the done-markers and the scratch stage-1 array.
+    stage1_todo, todo : list of (z0, z1)
+        Blocks of pass 1 (stage 1) and pass 2 (the masks) not yet marked done.
+    value_range : (float, float)
+        The whole volume's intensity range, mapped to [0, 1] in every block.
+    """
+
+    done_dir: Path
+    stage1_todo: list[tuple[int, int]]
+    todo: list[tuple[int, int]]
+    value_range: tuple[float, float]
 
 
 def block_ranges(n_slices: int, block: int) -> list[tuple[int, int]]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from emseg_monai.errors import EnvironmentFault, InputError
-from emseg_monai.inference.block import block_mask, block_probs, mark, marker
+from emseg_monai.inference.block import BlockPlan, block_mask, block_probs, mark, marker
 from emseg_monai.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
@@ -141,10 +141,7 @@ def run_dask(
     client: Any,
     image_file: str | Path,
     output: Path,
-    done_dir: Path,
-    stage1_todo: list[tuple[int, int]],
-    todo: list[tuple[int, int]],
-    value_range: tuple[float, float],
+    plan: BlockPlan,
     networks: tuple[torch.nn.Module, torch.nn.Module | None],
     settings: InferenceSettings,
     progress: bool = True,
@@ -152,17 +149,20 @@ def run_dask(
 ) -> None:
     """Run both passes' blocks as tasks on ``client``'s workers; returns when all are written (or raises).
 
-    Pass 1 (stage-1 probabilities of ``stage1_todo`` into ``done_dir/stage1.zarr``) finishes before
-    pass 2 (the masks of ``todo`` into ``output``) starts, because the SCM reads its neighbours'
+    Pass 1 (stage-1 probabilities of ``plan.stage1_todo`` into ``plan.done_dir/stage1.zarr``) finishes
+    before pass 2 (the masks of ``plan.todo`` into ``output``) starts, because the SCM reads its neighbours'
     probabilities.
     """
     from tqdm import tqdm
 
     stage1_network, scm_network = (None if n is None else n.cpu().eval() for n in networks)
     settings = settings.replace(device="cpu")
+    done_dir, value_range = plan.done_dir, plan.value_range
     probs = None if scm_network is None else str(done_dir / "stage1.zarr")
     step = "scm" if scm_network is not None else "stage1"
-    bar = tqdm(total=len(stage1_todo) + len(todo), desc="blocks", unit="block", disable=None if progress else True)
+    bar = tqdm(
+        total=len(plan.stage1_todo) + len(plan.todo), desc="blocks", unit="block", disable=None if progress else True
+    )
     common = {"pure": False, "retries": retries}
     try:
         first = [
@@ -178,7 +178,7 @@ def run_dask(
                 settings,
                 **common,
             )
-            for z0, z1 in stage1_todo
+            for z0, z1 in plan.stage1_todo
         ]
         _wait(client, first, bar, "stage 1")
         second = [
@@ -195,7 +195,7 @@ def run_dask(
                 settings,
                 **common,
             )
-            for z0, z1 in todo
+            for z0, z1 in plan.todo
         ]
         _wait(client, second, bar, "the SCM" if scm_network is not None else "stage 1")
     finally:

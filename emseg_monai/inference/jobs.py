@@ -23,7 +23,7 @@ import torch
 
 from emseg_monai.data.normalize import intensity_range
 from emseg_monai.errors import EnvironmentFault, InputError
-from emseg_monai.inference.block import block_ranges, marker
+from emseg_monai.inference.block import BlockPlan, block_ranges, marker
 from emseg_monai.inference.inferer import StackInferer
 from emseg_monai.inference.local import run_local
 from emseg_monai.inference.settings import InferenceSettings
@@ -295,19 +295,16 @@ def segment_blocks(
     final_step = "scm" if networks[1] is not None else "stage1"
     todo = [(z0, z1) for z0, z1 in ranges if not marker(done_dir, final_step, z0, z1).exists()]
     stage1_todo = [] if probs is None else [r for r in ranges if not marker(done_dir, "stage1", *r).exists()]
+    plan = BlockPlan(done_dir, stage1_todo, todo, value_range)
     start = time.perf_counter()
     try:
         with _disk_faults(str(out)):
             if client is not None:
                 from emseg_monai.inference.distributed import run_dask
 
-                run_dask(
-                    client, image_file, out, done_dir, stage1_todo, todo, value_range, networks, settings, progress
-                )
+                run_dask(client, image_file, out, plan, networks, settings, progress)
             else:
-                masks = run_local(
-                    volume, probs, target, done_dir, stage1_todo, todo, value_range, networks, settings, progress
-                )
+                masks = run_local(volume, probs, target, plan, networks, settings, progress)
                 if zarr_out:
                     for _ in masks:
                         pass
