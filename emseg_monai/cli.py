@@ -20,7 +20,7 @@ import sys
 import time
 
 from emseg_monai.cli_args import build_parser
-from emseg_monai.errors import EnvironmentFault, InputError, TrainingInterrupted
+from emseg_monai.errors import ONE_LINE_ERRORS, InputError, TrainingInterrupted, find_cause
 
 logger = logging.getLogger("emseg")
 
@@ -65,7 +65,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         tracking=args.tracking,
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result["seconds"].items())
-    print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); the bundle is {folder}")
+    if steps:
+        print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); the bundle is {folder}")
+    else:
+        print(f"nothing to do: the run in {folder} is complete (its bundle is up to date)")
     scores = result["metrics"]
     if scores:
         print(
@@ -134,7 +137,6 @@ COMMANDS = {
     "measure": cmd_measure,
     "curves": cmd_curves,
 }
-ONE_LINE = (InputError, EnvironmentFault, FileNotFoundError, PermissionError, IsADirectoryError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,17 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     import monai.bundle.workflows  # noqa: F401  (MONAI sets its loggers' levels on import: quiet them after)
 
-    for noisy in ("monai.bundle", "monai.bundle.workflows", "ignite.engine.engine.SupervisedEvaluator"):
+    quiet = ("monai.bundle", "monai.bundle.workflows", "ignite.engine.engine.SupervisedEvaluator", "distributed")
+    for noisy in quiet:
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.ERROR)
+    trainer = logging.getLogger("ignite.engine.engine.SupervisedTrainer")  # epochs: TrainingHistory logs them
+    trainer.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: no partial files
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:
-        stopped = _find(exc, TrainingInterrupted)
+        stopped = find_cause(exc, TrainingInterrupted)
         if stopped is not None and not args.debug:
-            print(f"emseg {args.command}: {stopped}", file=sys.stderr)
+            message = str(stopped)
+            if args.command == "demo":  # the demo has no --resume: it starts again
+                message = f"stopped by {signal.Signals(stopped.signum).name}; run emseg demo again with --overwrite"
+            print(f"emseg {args.command}: {message}", file=sys.stderr)
             return 128 + stopped.signum
-        cause = _find(exc, ONE_LINE)
+        cause = find_cause(exc, ONE_LINE_ERRORS)
         if cause is None or args.debug:
             raise
         print(f"emseg {args.command}: error: {cause}", file=sys.stderr)
@@ -168,17 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _terminate(signum: int, frame) -> None:
     raise KeyboardInterrupt(signum)
-
-
-def _find(exc: BaseException | None, kind: type | tuple[type, ...]) -> BaseException | None:
-    """``exc`` or the first exception of type ``kind`` in its cause/context chain, or None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 if __name__ == "__main__":

@@ -17,9 +17,43 @@ def _features(text: str) -> list[int]:
     return values
 
 
-def _options(parser: argparse.ArgumentParser, specs: list[tuple]) -> None:
-    """Add (flag, help[, type or "flag"]) options with default None (or False for flags)."""
+def _config_defaults() -> dict[str, dict]:
+    """The shipped configs' top-level values by file stem ({} for a config that cannot be read)."""
+    from pathlib import Path
+
+    import yaml
+
+    from emseg_monai import default_bundle_root
+
+    found = {}
+    for name in ("train", "scm_train", "mpp", "inference"):
+        try:
+            found[name] = yaml.safe_load((Path(default_bundle_root()) / "configs" / f"{name}.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            found[name] = {}
+    return found
+
+
+def _with_default(text: str, defaults: dict[str, dict]) -> str:
+    """``text`` with ``{config:key}`` replaced by that config's default (for --help)."""
+    import re
+
+    def value(match: re.Match) -> str:
+        config, key = match.group(1), match.group(2)
+        found = defaults.get(config, {}).get(key)
+        shown = ",".join(map(str, found)) if isinstance(found, list) else found
+        return f"default {shown}, {config}.yaml: {key}" if found is not None else f"{config}.yaml: {key}"
+
+    return re.sub(r"\{(\w+):(\w+)\}", value, text)
+
+
+def _options(parser: argparse.ArgumentParser, specs: list[tuple], defaults: dict | None = None) -> None:
+    """Add (flag, help[, type or "flag"]) options with default None (or False for flags).
+
+    A ``{config:key}`` in a help text shows that config's default: the config decides it, not argparse.
+    """
     for flag, text, *kind in specs:
+        text = _with_default(text, defaults or {})
         if kind and kind[0] == "flag":
             parser.add_argument(flag, action="store_true", help=text)
         else:
@@ -32,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors in the log")
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = _config_defaults()
     device = ("--device", "cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     demo = sub.add_parser("demo", help="train and evaluate on synthetic stacks (a few minutes on a CPU)")
@@ -50,17 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     _options(
         train,
         [
-            ("--epochs", "stage-1 epochs (train.yaml: epochs)", int),
+            ("--epochs", "stage-1 epochs ({train:epochs})", int),
             ("--scm-epochs", "SCM epochs (default: as stage 1)", int),
-            ("--iterations", "iterations per epoch, both stages (train.yaml: iterations_per_epoch)", int),
-            ("--batch-size", "crops per iteration (train.yaml: batch_size)", int),
-            ("--crop-size", "side of the square training crops (train.yaml: crop_size)", int),
-            ("--downsample", "XY resolution factor of both stages (train.yaml: downsample)", float),
-            ("--features", "BasicUNet widths, e.g. 16,16,32,64,128,16", _features),
-            ("--window", "SCM window N (odd; scm_train.yaml: scm_window)", int),
-            ("--min-size", "MPP smallest object (px per slice)", int),
-            ("--spread-min-size", "MPP smallest spread piece (px)", int),
-            ("--erosions-per-step", "MPP erosions per slice step", int),
+            ("--iterations", "iterations per epoch, both stages ({train:iterations_per_epoch})", int),
+            ("--batch-size", "crops per iteration ({train:batch_size})", int),
+            ("--crop-size", "side of the square training crops ({train:crop_size})", int),
+            ("--downsample", "XY resolution factor of both stages ({train:downsample})", float),
+            ("--features", "BasicUNet widths ({train:features})", _features),
+            ("--window", "SCM window N, odd ({scm_train:scm_window})", int),
+            ("--min-size", "MPP smallest object, px per slice ({mpp:min_size})", int),
+            ("--spread-min-size", "MPP smallest spread piece, px ({mpp:spread_min_size})", int),
+            ("--erosions-per-step", "MPP erosions per slice step ({mpp:erosions_per_step})", int),
             ("--precision", "float32 (default) or bf16: training forward passes in bfloat16 on the CPU"),
             device,
             ("--tracking", "'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"),
@@ -68,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("--overwrite", "reuse an existing output folder", "flag"),
             ("--resume", "continue an interrupted run in --output (same options as before)", "flag"),
         ],
+        defaults,
     )
 
     seg = sub.add_parser("segment", help="segment a stack with a bundle: stage 1 then SCM; uint8 0/255 masks")
@@ -79,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("--models", "bundle folder: a training run or bundle/ (default: the shipped bundle)"),
             ("--no-scm", "stage 1 only", "flag"),
             ("--flips", "average 4 flips (slower, slightly better)", "flag"),
-            ("--batch-size", "slices per forward pass (inference.yaml: batch_size)", int),
+            ("--batch-size", "slices per forward pass ({inference:batch_size})", int),
             ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),
             ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),
             device,
@@ -89,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
             ("--workers", "run the blocks on a local Dask cluster of N workers", int),
             ("--scheduler", "run the blocks on the Dask scheduler at tcp://host:port"),
         ],
+        defaults,
     )
 
     ev = sub.add_parser("evaluate", help="Dice and IoU of a mask stack against ground truth")
-    ev.add_argument("pred", help="predicted mask stack, 0/255 or 0/1")
+    ev.add_argument("pred", help="predicted mask stack (.tif, .tiff, .nii, .nii.gz, .zarr), 0/255 or 0/1")
     ev.add_argument("truth", help="ground-truth mask stack of the same shape")
     ev.add_argument("--slices", default="all", help='slices scored, e.g. "all" or "1:165"')
     _options(
@@ -109,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     me = sub.add_parser("measure", help="one CSV row per mitochondrion (3D connected component) of a mask")
-    me.add_argument("mask", help="mask stack (.tif, .tiff, .nii, .nii.gz), 0/255 or 0/1")
+    me.add_argument("mask", help="mask stack (.tif, .tiff, .nii, .nii.gz, .zarr), 0/255 or 0/1")
     me.add_argument("--connectivity", type=int, default=26, choices=(6, 18, 26), help="3D neighbours (default 26)")
     me.add_argument("--min-voxels", type=int, default=1, help="leave out objects smaller than this")
     _options(

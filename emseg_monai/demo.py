@@ -100,8 +100,9 @@ def run_demo(
         write_per_slice_csv(out / f"per_slice_{stack}_{name}.csv", p, truth[stack])
     z = shape[0] // 2 + 1
     test_image = read_stack(files["test"][0])
-    save_overlay(out / "overlay_test_stage1.png", test_image[z], pred[("test", "stage 1")][z], truth["test"][z])
-    save_overlay(out / "overlay_test_scm.png", test_image[z], pred[("test", "stage 1 + SCM")][z], truth["test"][z])
+    for name, method in (("stage1", "stage 1"), ("scm", "stage 1 + SCM")):
+        picture = out / f"overlay_test_{name}.png"
+        save_overlay(picture, test_image[z], pred[("test", method)][z], truth["test"][z], z=z, title=method)
     save_dice_along_z(out / "dice_along_z_test.png", {m: p for (s, m), p in pred.items() if s == "test"}, truth["test"])
     total = time.perf_counter() - start
     report = "\n".join(

@@ -117,8 +117,8 @@ def test_bad_input_gives_one_line_and_no_output(files, case, capsys):
 
 
 def test_debug_shows_the_traceback(files):
-    from emseg_monai.cli import _find
     from emseg_monai.errors import InputError
+    from emseg_monai.errors import find_cause as _find
 
     with pytest.raises(Exception) as info:
         main(["--debug", "segment", "nope.tif", "out.tif"])

@@ -32,8 +32,12 @@ def test_overlay_rejects_mismatched_shapes():
 
 def test_save_overlay_and_dice_plot(tmp_path):
     pred, truth = masks()
-    path = save_overlay(tmp_path / "o.png", np.arange(64, dtype=np.uint8).reshape(8, 8), pred, truth)
-    assert Image.open(path).size == (8, 8)
+    path = save_overlay(tmp_path / "o.png", np.arange(64, dtype=np.uint8).reshape(8, 8), pred, truth, z=3)
+    width, height = Image.open(path).size
+    assert width >= 600 and height >= 600  # readable whatever the slice size (an 8 x 8 slice here)
+    # the slice drawn: TP green somewhere in the picture
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    assert any(np.abs(pixels.astype(int) - np.array(TP_COLOR)).sum(axis=1) < 30)
     stack_pred, stack_truth = np.stack([pred, truth]), np.stack([truth, truth])
     plot = save_dice_along_z(tmp_path / "d.png", {"a": stack_pred}, stack_truth, labeled=np.array([1]))
     assert Image.open(plot).format == "PNG"

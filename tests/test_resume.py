@@ -70,11 +70,13 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     assert _trainer_state(reference / "models" / "stage1_state.pt")["iteration"] == resumed["iteration"]
 
 
-def test_resume_of_a_finished_run_skips_every_step(tiny_data, tmp_path):
+def test_resume_of_a_finished_run_skips_every_step(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["--quiet", *_args(tiny_data, out, epochs=2)]) == 0
     before = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    capsys.readouterr()
     assert main(["--quiet", *_args(tiny_data, out, epochs=2), "--resume"]) == 0
+    assert capsys.readouterr().out.startswith(f"nothing to do: the run in {out} is complete")
     after = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
     assert all(before[name] == mtime for name, mtime in after.items())
 

@@ -30,7 +30,7 @@ def test_segment_file_names_missing_weights(tmp_path, tiny_data):
     shutil.copytree(resolve_bundle() / "configs", bundle / "configs")
     with pytest.raises(Exception) as info:
         segment_file(tiny_data / "image.tif", tmp_path / "out.tif", bundle)
-    from emseg_monai.cli import _find
+    from emseg_monai.errors import find_cause as _find
 
     assert "model.pt" in str(_find(info.value, InputError))
     assert not (tmp_path / "out.tif").exists()

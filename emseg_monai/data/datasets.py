@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -59,4 +60,9 @@ class StackSliceDataset(torch.utils.data.Dataset):
         sample = {"image": extract_windows(self.image, z, self.window).astype(np.float32), "slice": z}
         if self.label is not None:
             sample["label"] = np.asarray(self.label[z : z + 1], dtype=np.float32)
-        return self.transform(sample) if self.transform is not None else sample
+        if self.transform is None:
+            return sample
+        with warnings.catch_warnings():
+            # a slice without mitochondria is a fine sample; MONAI's positive/negative crop warns on each
+            warnings.filterwarnings("ignore", message="Num foregrounds 0", category=UserWarning)
+            return self.transform(sample)

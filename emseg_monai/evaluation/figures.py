@@ -43,14 +43,58 @@ def overlay_rgb(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: f
     return rgb.round().astype(np.uint8)
 
 
-def save_overlay(
-    path: str | Path, image: np.ndarray, pred: np.ndarray, truth: np.ndarray, overwrite: bool = True
-) -> Path:
-    """Write ``overlay_rgb`` of one slice as a PNG file, atomically."""
-    from PIL import Image
+def _pyplot():
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path, overwrite: bool) -> Path:
+    plt = _pyplot()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
+    finally:
+        plt.close(fig)
+
+
+def save_overlay(
+    path: str | Path,
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    overwrite: bool = True,
+    z: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG of ``overlay_rgb`` of one (Y, X) slice with a legend, the slice number and its Dice.
+
+    The picture is at least 6 inches (660 px) wide whatever the slice size, pixels drawn without
+    smoothing. ``z`` is the slice's index in its stack; ``title`` names the segmentation shown.
+    """
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
     rgb = overlay_rgb(image, pred, truth)
-    return atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"), overwrite=overwrite)
+    p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
+    total = int(p.sum() + t.sum())
+    dice = 2 * int((p & t).sum()) / total if total else 1.0
+    width = 6.0
+    fig, ax = plt.subplots(figsize=(width, width * rgb.shape[0] / rgb.shape[1] + 0.9))
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_axis_off()
+    where = f"slice {z}" if z is not None else "slice"
+    ax.set_title(f"{title + ': ' if title else ''}{where}, Dice {100 * dice:.2f}%", fontsize=10)
+    handles = [
+        Patch(color=np.asarray(TP_COLOR) / 255, label="found (true positive)"),
+        Patch(color=np.asarray(FN_COLOR) / 255, label="missed (false negative)"),
+        Patch(color=np.asarray(FP_COLOR) / 255, label="extra (false positive)"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path, overwrite)
 
 
 def save_dice_along_z(
@@ -63,28 +107,31 @@ def save_dice_along_z(
 ) -> Path:
     """Plot per-slice Dice along Z of one or more (Z, Y, X) predictions against ``truth`` (PNG).
 
-    ``slices`` gives the slice numbers (x positions) when the stacks hold a selection of slices.
+    Each run's pooled Dice is a dashed line; ``labeled`` slices (whose labels trained the model) are
+    marked; ``slices`` gives the slice numbers (x positions) when the stacks hold a selection.
     """
-    import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     for name, pred in runs.items():
-        dice = per_slice_scores(pred, truth)["dice"] * 100
+        scores = per_slice_scores(pred, truth)
+        dice = scores["dice"] * 100
         z = np.arange(len(dice)) if slices is None else np.asarray(slices)
-        ax.plot(z, dice, label=name, lw=1.2, marker="o" if len(dice) < 40 else None, ms=3)
+        (line,) = ax.plot(z, dice, label=name, lw=1.2, marker="o" if len(dice) < 40 else None, ms=3)
+        tp, fp, fn = (scores[k].sum() for k in ("tp", "fp", "fn"))
+        pooled = 200 * tp / max(2 * tp + fp + fn, 1)
+        ax.axhline(pooled, color=line.get_color(), ls="--", lw=0.8, label=f"{name}: all slices {pooled:.2f}%")
     if labeled is not None and len(labeled):
-        ax.vlines(labeled, *ax.get_ylim(), colors="0.8", lw=0.6, label="labeled slices", zorder=0)
+        ax.vlines(
+            labeled, 0, 1, transform=ax.get_xaxis_transform(), colors="0.8", lw=0.6, zorder=0, label="labeled slices"
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("slice z")
     ax.set_ylabel("Dice (%)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
-    finally:
-        plt.close(fig)
+    return _save(fig, path, overwrite)
 
 
 def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], overwrite: bool = True) -> Path:
@@ -94,13 +141,11 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
     (``TrainingHistory``: epoch, loss, val_dice, ...). Left panel: mean training loss per epoch;
     right panel: validation Dice (%) where the run validated.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from emseg_monai.handlers.history import read_history
 
+    plt = _pyplot()
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     any_dice = False
     for name, csv_file in histories.items():
@@ -111,6 +156,8 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
         if val:
             any_dice = True
             dice_ax.plot(*zip(*val), marker="o", ms=3, label=name, lw=1.2)
+    for axis in (loss_ax, dice_ax):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss (Dice + BCE)")
     loss_ax.legend(fontsize=8)
@@ -121,10 +168,7 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
     else:
         dice_ax.text(0.5, 0.5, "no validation", ha="center", va="center", transform=dice_ax.transAxes)
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
-    finally:
-        plt.close(fig)
+    return _save(fig, path, overwrite)
 
 
 def save_run_curves(run: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:

@@ -175,15 +175,16 @@ def measure_file(
     import logging
     import time
 
-    from emseg_monai.io.stacks import check_output_path, read_mask
+    from emseg_monai.io.stacks import check_output_path
+    from emseg_monai.io.volumes import read_whole
 
     mask_path = Path(mask_file)
     name = mask_path.name
-    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else mask_path.stem
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name.rstrip("/")).stem
     csv_path = Path(csv_file) if csv_file else mask_path.with_name(f"{stem}_objects.csv")
     check_output_path(csv_path, overwrite=overwrite)
     voxel = parse_voxel_size(voxel_size) if isinstance(voxel_size, str) else voxel_size
-    mask = read_mask(mask_path)
+    mask = read_whole(mask_path, mask=True)
     if voxel is None:
         voxel = voxel_size_nm(mask_path)
         if voxel is None:

@@ -12,7 +12,8 @@ from emseg_monai.data.slices import parse_slice_spec
 from emseg_monai.errors import InputError
 from emseg_monai.evaluation.figures import save_dice_along_z, save_overlay
 from emseg_monai.evaluation.metrics import dice_iou, write_per_slice_csv
-from emseg_monai.io.stacks import atomic_write, check_output_path, read_mask, read_stack
+from emseg_monai.io.stacks import atomic_write, check_output_path, read_stack
+from emseg_monai.io.volumes import read_whole
 from emseg_monai.options import as_bool, optional_path
 
 logger = logging.getLogger(__name__)
@@ -65,13 +66,15 @@ def evaluate_files(
             check_output_path(extra, overwrite=overwrite)
     if overlay_file and not image_file:
         raise InputError("--overlay needs --image (image_file), the image stack to draw on")
-    pred = read_mask(pred_file)
-    truth = read_mask(label_file, shape=pred.shape)
+    pred = read_whole(pred_file, mask=True)
+    truth = read_whole(label_file, mask=True, shape=pred.shape)
     summary = evaluate_masks(pred, truth, slices, csv_file, json_file, overwrite, names=(pred_file, label_file))
     written = [str(p) for p in (csv_file, json_file) if p]
     if dice_plot_file:
         chosen = parse_slice_spec(slices, pred.shape[0])
-        plot = save_dice_along_z(dice_plot_file, {"prediction": pred[chosen]}, truth[chosen], None, overwrite, chosen)
+        plot = save_dice_along_z(
+            dice_plot_file, {Path(str(pred_file)).name: pred[chosen]}, truth[chosen], None, overwrite, chosen
+        )
         written.append(str(plot))
     if overlay_file:
         image = read_stack(image_file)
@@ -80,7 +83,7 @@ def evaluate_files(
         z = pred.shape[0] // 2 if overlay_slice is None else int(overlay_slice)
         if not 0 <= z < pred.shape[0]:
             raise InputError(f"overlay slice {z} is outside the stack of {pred.shape[0]} slices")
-        written.append(str(save_overlay(overlay_file, image[z], pred[z], truth[z], overwrite=overwrite)))
+        written.append(str(save_overlay(overlay_file, image[z], pred[z], truth[z], overwrite, z, Path(pred_file).name)))
     return {**summary, "written": written}
 
 

@@ -196,8 +196,8 @@ class TrainingCheckpoint:
         name = signal.Signals(self.stop_signal).name
         where = f"the state of epoch {epoch} is in {self.state_file}" if saved else "no epoch had completed"
         raise TrainingInterrupted(
-            f"training stopped by {name} at iteration {engine.state.iteration}; {where}; run again with resume "
-            "(emseg train --resume) to continue",
+            f"training stopped by {name} at iteration {engine.state.iteration}; {where}; to continue, run the same "
+            "command again with --resume (emseg train) or --resume true (python -m monai.bundle run)",
             self.stop_signal,
         )
 

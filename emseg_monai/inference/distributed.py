@@ -32,6 +32,9 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
         from distributed import Client, LocalCluster
     except ImportError:
         raise InputError("Dask is not installed: pip install 'dask[distributed]'") from None
+    if not logger.isEnabledFor(logging.DEBUG):  # distributed sets its loggers to INFO on import: a wall of lines
+        for name in ("distributed", "distributed.client", "distributed.scheduler", "distributed.nanny", "tornado"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if scheduler:
         try:
             return Client(scheduler, timeout=f"{timeout}s")
@@ -122,7 +125,8 @@ def _wait(client: Any, futures: list, bar: Any, where: str, no_workers: float = 
         raise fault from exc
     finally:
         for future in futures:
-            future.cancel()
+            if not future.done():
+                future.cancel()
 
 
 def cluster_fault(exc: BaseException, where: str) -> EnvironmentFault | None:

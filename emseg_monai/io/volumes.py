@@ -163,3 +163,21 @@ def create_zarr_output(
 def record_settings(path: Path, settings: dict) -> None:
     """Write ``settings`` beside block outputs (JSON) so a resumed run can check it is the same job."""
     path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+
+def read_whole(path: str | Path, mask: bool = False, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The whole (Z, Y, X) array of a TIFF, NIfTI or Zarr stack, in memory.
+
+    With ``mask``, the values must be {0, 1} or {0, 255} and a bool array is returned; ``shape``,
+    when given, must match. TIFF and NIfTI go through ``read_stack`` / ``read_mask``; a Zarr path
+    (a ``.zarr`` output of block-wise segmentation, say) is opened with ``open_volume``.
+    """
+    from emseg_monai.io.stacks import binarize_labels, read_mask, read_stack
+
+    if not is_zarr_path(path):
+        return read_mask(path, shape) if mask else read_stack(path)
+    volume = open_volume(path)
+    array = read_slices(volume, 0, int(volume.shape[0]), path)
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise InputError(f"{path} has shape {tuple(array.shape)}, expected {tuple(shape)} (the image's shape)")
+    return binarize_labels(array, name=str(path)) if mask else array

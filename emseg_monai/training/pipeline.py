@@ -77,8 +77,19 @@ def check_train_inputs(
     if device is not None:
         check_device(device)
     stack = read_stack(image)
-    read_mask(label, shape=stack.shape)
-    require_labeled(labeled, stack.shape[0])
+    labels = read_mask(label, shape=stack.shape)
+    chosen = require_labeled(labeled, stack.shape[0])
+    empty = [int(z) for z in chosen if not labels[z].any()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        logger.warning(
+            "%d of the %d labeled slices have no mitochondrion in %s (slices %s): they teach 'nothing here'; "
+            "check --labeled if that is not so",
+            len(empty),
+            chosen.size,
+            label,
+            shown,
+        )
     if window is not None:
         check_window(window)
     check_tracking(tracking)
