@@ -100,3 +100,43 @@ def test_interrupted_demo_says_how_to_go_on(monkeypatch, tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "d")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["emseg demo: stopped by SIGINT; run emseg demo again with --overwrite"]
+
+
+def test_progress_bar_shows_the_loss():
+    import io
+
+    from ignite.engine import Engine
+
+    from emseg_monai.handlers import LossProgressBar
+
+    stream = io.StringIO()
+    engine = Engine(lambda engine, batch: [{"loss": 0.25 * batch, "pred": None}])
+    LossProgressBar(persist=True, disable=False, file=stream).attach(engine)
+    engine.run([1, 2, 3], max_epochs=1)
+    assert "loss=0.75" in stream.getvalue()
+
+
+def test_ctrl_c_in_a_bundle_training_is_one_line_saying_resume_true(tiny_data, tmp_path):
+    import os
+    import signal
+    import time
+
+    config = f"{default_bundle_root()}/configs/train.yaml"
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config, "--dataset_dir", str(tiny_data)]
+    command += ["--output_dir", str(tmp_path), "--epochs", "200", "--iterations_per_epoch", "2", "--batch_size", "2"]
+    command += ["--crop_size", "32", "--downsample", "1", "--features", str(TINY_FEATURES).replace(" ", "")]
+    command += ["--device", "cpu", "--val_slices", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    state = tmp_path / "models" / "stage1_state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err, err[-3000:]
+    assert last.startswith("error: training stopped by SIGINT") and "--resume true" in last, last
