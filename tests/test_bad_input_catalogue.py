@@ -84,7 +84,7 @@ CASES = {
     "SCM window below 1": ([*TRAIN, "--labeled", "0", "--window", "-1"], ["got -1"]),
     "output folder does not exist": (["segment", "image.tif", "no_dir/out.tif"], ["does not exist", "no_dir"]),
     "output exists": (["segment", "image.tif", "existing.tif"], ["exists", "existing.tif"]),
-    "segment on a GPU that is not there": (["segment", "image.tif", "out.tif", "--device", "cuda"], ["'cuda'", "use cpu"]),
+    "segment on a missing GPU": (["segment", "image.tif", "out.tif", "--device", "cuda"], ["'cuda'", "use cpu"]),
     "masks to a picture format": (["segment", "image.tif", "out.png"], ["unsupported output format '.png'", "out.png"]),
     "report exists": (["evaluate", "label.tif", "label.tif", "--csv", "existing.tif"], ["exists", "existing.tif"]),
     "training output is a file": (
