@@ -6,7 +6,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "emseg_monai"
 # lower numbers are lower layers; a module may import its own layer or lower ones
-LAYERS = {"errors": 0, "options": 1, "io": 2, "transforms": 3, "data": 4, "networks": 4, "evaluation": 5}
+LAYERS = {
+    "errors": 0,
+    "options": 1,
+    "reporting": 2,
+    "io": 2,
+    "transforms": 3,
+    "data": 4,
+    "networks": 4,
+    "evaluation": 5,
+}
 LAYERS.update({"handlers": 5, "inference": 6, "workflows": 7, "training": 8, "demo": 9, "cli_args": 9, "cli": 10})
 INFERENCE = {"backends": 0, "settings": 1, "predict": 1, "stages": 2, "inferer": 3, "block": 3}
 INFERENCE.update({"local": 4, "distributed": 4, "jobs": 5})
