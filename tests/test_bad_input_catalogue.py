@@ -104,17 +104,27 @@ CASES = {
 }
 
 
+def snapshot(folder):
+    """Every path under ``folder`` with its content's hash (None for folders)."""
+    import hashlib
+
+    return {
+        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gives_one_line_and_no_output(files, case, capsys):
     argv, expected = CASES[case]
-    before = sorted(p.relative_to(files) for p in files.rglob("*"))
+    before = snapshot(files)
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, (case, err)
     assert len(err) == 1 and err[0].startswith(f"emseg {argv[0]}: error: "), err
     for text in expected:
         assert text in err[0], (case, text, err[0])
-    assert sorted(p.relative_to(files) for p in files.rglob("*")) == before
+    assert snapshot(files) == before  # nothing added, removed or changed
 
 
 def test_debug_shows_the_traceback(files):
@@ -126,8 +136,16 @@ def test_debug_shows_the_traceback(files):
     assert "does not exist" in str(_find(info.value, InputError))
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_output_folder(files, capsys):
+    """A place that cannot be written to: a path under a file (real as root too, so it runs in CI),
+    and, for an ordinary user, a folder without write permission (root writes anywhere)."""
+    before = snapshot(files)
+    assert main(["segment", "image.tif", "existing.tif/out.tif"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "output folder is a file, not a folder: existing.tif" in err[0], err
+    assert snapshot(files) == before
+    if os.name != "posix" or os.geteuid() == 0:
+        return
     locked = files / "locked"
     locked.mkdir()
     locked.chmod(0o500)

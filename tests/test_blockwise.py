@@ -200,8 +200,7 @@ def test_killed_segment_resumes_to_the_same_masks(volume, tmp_path):
         if list((tmp_path / "killed.zarr.blocks").glob("scm-*.json")):
             break
         time.sleep(0.01)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be killed")
+    assert proc.poll() is None, "the run ended before it could be killed mid-run"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     done = list((tmp_path / "killed.zarr.blocks").glob("scm-*.json"))
@@ -332,3 +331,16 @@ def test_a_cluster_without_workers_ends_the_run_with_one_line():
         future = client.submit(sum, [1, 2], pure=False)
         with pytest.raises(EnvironmentFault, match="no worker for 1 s while running stage 1"):
             _wait(client, [future], tqdm(disable=True), "stage 1", no_workers=1)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"flips": True}, {"input_kind": "mask"}, {"stage1_downsample": 2, "scm_downsample": 2}],
+    ids=["flips", "mask-inputs", "half-resolution"],
+)
+def test_block_wise_equals_whole_volume_with_other_settings(nets, volume, tmp_path, changes):
+    settings = SETTINGS.replace(**changes)
+    expected = segment(volume[1], *nets, settings, progress=False)["final_mask"]
+    segment_blocks(volume[0] / "image.tif", tmp_path / "o.zarr", nets, settings, block=6, progress=False)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"), mode="r")[:], expected)
+    assert not np.array_equal(expected, segment(volume[1], *nets, SETTINGS, progress=False)["final_mask"])

@@ -123,6 +123,8 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     if _suffix(path) not in STACK_SUFFIXES + (".csv", ".json", ".png", ".md", ".pt", ".yaml", ".yml", ".conf"):
         raise InputError(f"unsupported output format {_suffix(path)!r} for {path}")
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output folder is a file, not a folder: {folder}")
     if not folder.is_dir():
         raise InputError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK):
