@@ -202,7 +202,7 @@ def test_killed_segment_resumes_to_the_same_masks(volume, tmp_path):
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed mid-run"
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # reaps it and closes its stderr pipe
     done = list((tmp_path / "killed.zarr.blocks").glob("scm-*.json"))
     assert 0 < len(done) < 17
     resumed = subprocess.run([*args, str(out), "--block-size", "1", "--resume"], env=env, capture_output=True)

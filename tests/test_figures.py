@@ -33,14 +33,16 @@ def test_overlay_rejects_mismatched_shapes():
 def test_save_overlay_and_dice_plot(tmp_path):
     pred, truth = masks()
     path = save_overlay(tmp_path / "o.png", np.arange(64, dtype=np.uint8).reshape(8, 8), pred, truth, z=3)
-    width, height = Image.open(path).size
+    with Image.open(path) as picture:
+        width, height = picture.size
+        pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
     assert width >= 600 and height >= 600  # readable whatever the slice size (an 8 x 8 slice here)
     # the slice drawn: TP green somewhere in the picture
-    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
     assert any(np.abs(pixels.astype(int) - np.array(TP_COLOR)).sum(axis=1) < 30)
     stack_pred, stack_truth = np.stack([pred, truth]), np.stack([truth, truth])
     plot = save_dice_along_z(tmp_path / "d.png", {"a": stack_pred}, stack_truth, labeled=np.array([1]))
-    assert Image.open(plot).format == "PNG"
+    with Image.open(plot) as picture:
+        assert picture.format == "PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "o.png"]
 
 
@@ -55,8 +57,8 @@ def test_curves_command_plots_both_stages(tmp_path, capsys):
     _history(tmp_path / "stage1_history.csv", [(1, 4, 0.9, "", 0.002, 1.0), (2, 8, 0.7, 0.81, 0.001, 2.0)])
     _history(tmp_path / "scm_history.csv", [(1, 4, 0.5, "", 0.002, 1.0)])
     assert main(["curves", str(tmp_path)]) == 0
-    image = Image.open(tmp_path / "training_curves.png")
-    assert image.format == "PNG" and image.size[0] > image.size[1]
+    with Image.open(tmp_path / "training_curves.png") as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1]
     assert main(["curves", str(tmp_path)]) == 2  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
 

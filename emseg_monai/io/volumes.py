@@ -8,6 +8,7 @@ holds a whole volume. Zarr input may be a plain array or an OME-Zarr multiscale 
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ def open_volume(path: str | Path) -> Any:
                     raise ValueError(
                         f"the file is truncated or corrupt: read {series_shape}, its metadata records {recorded}"
                     )
-                volume = zarr.open(tifffile.imread(str(path), aszarr=True), mode="r")
+                store = tifffile.imread(str(path), aszarr=True)
+                volume = zarr.open(store, mode="r")
+                weakref.finalize(volume, store.close)  # the file stays open while the volume is in use
             elif _suffix(path) in NIFTI_SUFFIXES:
                 import nibabel as nib
 
