@@ -63,30 +63,11 @@ def parse_voxel_size(text: str) -> tuple[float, float, float]:
 
 def voxel_size_nm(path: str | Path) -> tuple[float, float, float] | None:
     """(z, y, x) voxel size in nm recorded in a TIFF or NIfTI file, or None (no size or no unit)."""
-    path = Path(path)
-    name = path.name.lower()
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
+    from emseg_monai.io.monai_io import recorded_voxel_size
 
-            header = nib.load(str(path)).header
-            unit = header.get_xyzt_units()[0]
-            x, y, z = (float(v) for v in header.get_zooms()[:3])
-        else:
-            import tifffile
-
-            from emseg_monai.io.tiff_reader import _voxel_size
-
-            with tifffile.TiffFile(str(path)) as tif:
-                size = _voxel_size(tif)
-                unit = str((tif.imagej_metadata or {}).get("unit", "")).strip().lower()
-            if size is None:
-                return None
-            z, y, x = size
-    except Exception:  # unreadable metadata: the caller asks for --voxel-size
-        return None
+    size, unit = recorded_voxel_size(path)
     scale = _NM_PER_UNIT.get(unit.replace("\\u00b5", "µ"))
-    return None if scale is None else (z * scale, y * scale, x * scale)
+    return None if size is None or scale is None else (size[0] * scale, size[1] * scale, size[2] * scale)
 
 
 def measure_objects(

@@ -27,7 +27,7 @@ from emseg_monai.inference.block import BlockPlan, block_ranges, marker
 from emseg_monai.inference.inferer import StackInferer
 from emseg_monai.inference.local import run_local
 from emseg_monai.inference.settings import InferenceSettings
-from emseg_monai.io.stacks import STACK_SUFFIXES, TIFF_SUFFIXES, _suffix, check_output_path
+from emseg_monai.io.stacks import TIFF_SUFFIXES, _suffix, check_output_path, check_stack_output
 from emseg_monai.io.volumes import create_zarr_output, is_zarr_path, open_volume, record_settings
 from emseg_monai.options import as_bool, as_int
 
@@ -114,11 +114,7 @@ class SegmentJob:
         if self.blockwise():
             return [self._run_blocks(item, shape) for item, shape in zip(self.data, shapes)]
         for item in self.data:
-            if _suffix(Path(item["output"])) not in STACK_SUFFIXES:
-                raise InputError(
-                    f"unsupported output format {_suffix(Path(item['output']))!r} for {item['output']} "
-                    "(masks: .tif, .tiff, .nii, .nii.gz or .zarr)"
-                )
+            check_stack_output(item["output"])  # before any work, not when the evaluator writes
             check_output_path(item["output"], overwrite=self.overwrite)
         start = time.perf_counter()
         with _disk_faults("the output"):

@@ -1,6 +1,6 @@
 """Reading and writing stacks: validated readers, atomic writers, and their MONAI reader and writer."""
 
-from emseg_monai.io.monai_io import LoadStackd, SaveStackd, StackReader, stack_voxel_size
+from emseg_monai.io.monai_io import LoadStackd, SaveStackd, StackReader, recorded_voxel_size, stack_voxel_size
 from emseg_monai.io.stacks import (
     atomic_write,
     binarize_labels,
@@ -24,6 +24,7 @@ __all__ = [
     "read_mask",
     "read_stack",
     "read_tiff_array",
+    "recorded_voxel_size",
     "stack_voxel_size",
     "write_stack",
 ]

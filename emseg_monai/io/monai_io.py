@@ -22,21 +22,31 @@ from emseg_monai.io.tiff_reader import TiffStackReader, _voxel_size
 from emseg_monai.options import as_bool
 
 
-def stack_voxel_size(path: str | Path) -> tuple[float, float, float] | None:
-    """(z, y, x) voxel size recorded in a TIFF (ImageJ spacing, resolution tags) or NIfTI header, or None."""
+def recorded_voxel_size(path: str | Path) -> tuple[tuple[float, float, float] | None, str]:
+    """(z, y, x) voxel size and its unit as a TIFF (ImageJ spacing and unit, resolution tags) or a
+    NIfTI header records them; ``(None, "")`` when the file records none or cannot be read."""
     path = Path(path)
     try:
         if _suffix(path) in TIFF_SUFFIXES:
             import tifffile
 
             with tifffile.TiffFile(str(path)) as tif:
-                return _voxel_size(tif)
+                unit = str((tif.imagej_metadata or {}).get("unit", "")).strip().lower()
+                return _voxel_size(tif), unit
         import nibabel as nib
 
-        zooms = [float(z) for z in nib.load(str(path)).header.get_zooms()[:3]]
-        return None if zooms == [1.0, 1.0, 1.0] else (zooms[2], zooms[1], zooms[0])
-    except Exception:  # metadata is optional: the pixels were read by read_stack already
-        return None
+        header = nib.load(str(path)).header
+        x, y, z = (float(v) for v in header.get_zooms()[:3])
+        return (z, y, x), str(header.get_xyzt_units()[0] or "")
+    except Exception:  # metadata is optional: the caller falls back (no size, or --voxel-size)
+        return None, ""
+
+
+def stack_voxel_size(path: str | Path) -> tuple[float, float, float] | None:
+    """(z, y, x) voxel size a TIFF or NIfTI file records, or None (a NIfTI's default 1, 1, 1 too)."""
+    size, _ = recorded_voxel_size(path)
+    nifti_default = _suffix(Path(path)) not in TIFF_SUFFIXES and size == (1.0, 1.0, 1.0)
+    return None if nifti_default else size
 
 
 class StackReader(TiffStackReader):

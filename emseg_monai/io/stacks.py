@@ -102,7 +102,11 @@ def read_mask(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndar
         As ``read_stack``; values other than {0, 1} or {0, 255} (the message lists them); a shape
         different from ``shape``.
     """
-    array = read_stack(path)
+    return as_mask(read_stack(path), path, shape)
+
+
+def as_mask(array: np.ndarray, path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``array`` read from ``path`` as a bool mask, checked as ``read_mask`` checks (shape, values)."""
     if shape is not None and tuple(array.shape) != tuple(shape):
         raise InputError(f"{path} has shape {tuple(array.shape)}, expected {tuple(shape)} (the image's shape)")
     return binarize_labels(array, name=str(path))
@@ -115,6 +119,17 @@ def binarize_labels(array: np.ndarray, name: str = "label stack") -> np.ndarray:
         return array > 0
     shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
     raise InputError(f"{name} is not binary: values {shown} found; expected {{0, 1}} or {{0, 255}}")
+
+
+def check_stack_output(path: str | Path) -> str:
+    """The format suffix of a stack file to write; InputError for one ``write_stack`` cannot write."""
+    suffix = _suffix(Path(path))
+    if suffix not in STACK_SUFFIXES:
+        raise InputError(
+            f"unsupported output format {suffix!r} for {path} (stacks: .tif, .tiff, .nii, .nii.gz; "
+            ".zarr goes block by block)"
+        )
+    return suffix
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
@@ -183,9 +198,7 @@ def write_stack(
         raise InputError(f"write_stack expects a (Z, Y, X) array, got shape {array.shape}")
     if array.dtype == bool:
         array = array.astype(np.uint8) * np.uint8(255)
-    suffix = _suffix(Path(path))
-    if suffix not in STACK_SUFFIXES:
-        raise InputError(f"unsupported stack format {suffix!r} for {path} (use .tif, .tiff, .nii or .nii.gz)")
+    suffix = check_stack_output(path)
 
     def _write(tmp: Path) -> None:
         if suffix in TIFF_SUFFIXES:

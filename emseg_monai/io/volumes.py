@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from emseg_monai.errors import InputError
-from emseg_monai.io.stacks import NIFTI_SUFFIXES, TIFF_SUFFIXES, _suffix, check_input_file
+from emseg_monai.io.stacks import (
+    NIFTI_SUFFIXES,
+    TIFF_SUFFIXES,
+    _suffix,
+    as_mask,
+    check_input_file,
+    read_mask,
+    read_stack,
+)
 
 ZARR_SUFFIXES = (".zarr",)
 
@@ -175,12 +183,8 @@ def read_whole(path: str | Path, mask: bool = False, shape: tuple[int, ...] | No
     when given, must match. TIFF and NIfTI go through ``read_stack`` / ``read_mask``; a Zarr path
     (a ``.zarr`` output of block-wise segmentation, say) is opened with ``open_volume``.
     """
-    from emseg_monai.io.stacks import binarize_labels, read_mask, read_stack
-
     if not is_zarr_path(path):
         return read_mask(path, shape) if mask else read_stack(path)
     volume = open_volume(path)
     array = read_slices(volume, 0, int(volume.shape[0]), path)
-    if shape is not None and tuple(array.shape) != tuple(shape):
-        raise InputError(f"{path} has shape {tuple(array.shape)}, expected {tuple(shape)} (the image's shape)")
-    return binarize_labels(array, name=str(path)) if mask else array
+    return as_mask(array, path, shape) if mask else array

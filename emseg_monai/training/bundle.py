@@ -58,6 +58,18 @@ def set_defaults(text: str, values: Mapping[str, Any], name: str = "config") -> 
     return result
 
 
+def first_section_keys(path: str | Path) -> set[str]:
+    """The top-level keys of a config's first ``# ----`` section: its hyper-parameters."""
+    lines = Path(path).read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(SEPARATOR)]
+    body = lines[starts[0] + 1 : starts[1] if len(starts) > 1 else len(lines)] if starts else []
+    return {
+        line.split(":", 1)[0]
+        for line in body
+        if line and not line[0].isspace() and not line.startswith("#") and ":" in line
+    }
+
+
 def _end_of_first_section(lines: list[str]) -> int:
     """Index just after the last line of the first ``# ----`` section (before its trailing blanks)."""
     starts = [i for i, line in enumerate(lines) if line.startswith(SEPARATOR)]

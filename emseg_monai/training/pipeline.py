@@ -21,7 +21,8 @@ from emseg_monai.errors import InputError
 from emseg_monai.evaluation.metrics import dice_iou
 from emseg_monai.handlers.checkpoint import training_done
 from emseg_monai.io.stacks import read_mask
-from emseg_monai.training.bundle import config_defaults, write_run_bundle
+from emseg_monai.io.volumes import open_volume
+from emseg_monai.training.bundle import config_defaults, first_section_keys, write_run_bundle
 from emseg_monai.workflows import check_tracking, config_path, run_config, segment_file
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def train_pipeline(
         "image": str(image_file),
         "label": str(label_file),
         "labeled_slices": labeled_slices,
-        "shape": list(read_mask(out / FINAL_MASK).shape),
+        "shape": [int(n) for n in open_volume(out / FINAL_MASK).shape],  # its header, not its pixels
         "seconds": times,
         "command": command or " ".join(shlex.quote(a) for a in ["emseg", *sys.argv[1:]]),
         "seed": (stage1 or {}).get("seed", config_defaults(config_path("train.yaml", source)).get("seed")),
@@ -259,28 +260,22 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
 
 def _hyper(source: Path, name: str, values: dict[str, Any]) -> dict[str, Any]:
     """The ``values`` that are hyper-parameters of config ``name`` (keys of its first section)."""
-    keys = _first_section_keys(config_path(name, source)) - {"tensorboard_dir", "resume"}
+    keys = first_section_keys(config_path(name, source)) - {"tensorboard_dir", "resume"}
     return {k: v for k, v in values.items() if k in keys and v is not None}
 
 
-def _first_section_keys(path: str) -> set[str]:
-    keys, seen = set(), 0
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("# ----"):
-            seen += 1
-            if seen > 1:
-                break
-        elif line and not line[0].isspace() and not line.startswith("#") and ":" in line:
-            keys.add(line.split(":", 1)[0])
-    return keys
-
-
-def _inference_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> dict[str, Any]:
-    """inference.yaml's settings shared with training, as this run trains them (overrides, else configs)."""
+def _stage_settings(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> tuple[dict, dict]:
+    """The settings each training ran with: the source configs' defaults under this run's overrides."""
     train = config_defaults(config_path("train.yaml", source))
     first = {**train, **{k: v for k, v in stage1.items() if v is not None}}
     second = {**train, **config_defaults(config_path("scm_train.yaml", source))}
     second.update({k: v for k, v in scm.items() if v is not None})
+    return first, second
+
+
+def _inference_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> dict[str, Any]:
+    """inference.yaml's settings shared with training, as this run trains them (overrides, else configs)."""
+    first, second = _stage_settings(source, stage1, scm)
     return {
         "stage1_features": first["features"],
         "scm_features": second["features"],
@@ -293,12 +288,9 @@ def _inference_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any
 
 def _scm_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> dict[str, Any]:
     """scm_train.yaml defaults: its own keys as trained, plus the train.yaml keys where the SCM differed."""
-    own = _first_section_keys(config_path("scm_train.yaml", source))
-    base = _first_section_keys(config_path("train.yaml", source))
-    train = config_defaults(config_path("train.yaml", source))
-    first = {**train, **{k: v for k, v in stage1.items() if v is not None}}
-    second = {**train, **config_defaults(config_path("scm_train.yaml", source))}
-    second.update({k: v for k, v in scm.items() if v is not None})
+    own = first_section_keys(config_path("scm_train.yaml", source))
+    base = first_section_keys(config_path("train.yaml", source))
+    first, second = _stage_settings(source, stage1, scm)
     values = {k: v for k, v in scm.items() if v is not None and k in own}
     skip = {"tensorboard_dir", "resume"}
     values.update({k: second[k] for k in base - own - skip if k in second and second[k] != first.get(k)})
