@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("--min-size", "MPP smallest object, px per slice ({mpp:min_size})", int),
             ("--spread-min-size", "MPP smallest spread piece, px ({mpp:spread_min_size})", int),
             ("--erosions-per-step", "MPP erosions per slice step ({mpp:erosions_per_step})", int),
-            ("--precision", "float32 (default) or bf16: training forward passes in bfloat16 on the CPU"),
+            ("--precision", "float32 (default) or bf16: training forward passes in bfloat16 (CPU or CUDA)"),
             device,
             ("--tracking", "'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"),
             ("--tensorboard", "also write TensorBoard logs to this folder (needs tensorboard)"),

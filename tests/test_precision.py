@@ -35,8 +35,9 @@ def test_float32_is_the_network_itself_and_bad_settings_fail():
     assert with_precision(net, "float32") is net
     with pytest.raises(InputError, match="unknown precision 'fp8'"):
         with_precision(net, "fp8")
-    with pytest.raises(InputError, match="on the CPU, got device cuda"):
-        with_precision(net, "bf16", "cuda")
+    assert isinstance(with_precision(net, "bf16", "cuda"), Bfloat16)  # CUDA autocast
+    with pytest.raises(InputError, match="CPU or a CUDA GPU, got device mps"):
+        with_precision(net, "bf16", "mps")
 
 
 def test_cli_trains_in_bf16(tiny_data, tmp_path, capsys, monkeypatch):

@@ -9,7 +9,8 @@ Backends (speeds on 2 CPU cores: benchmarks/bench_inference_speed.py and docs/re
 
 - ``torch``: the network itself, in inference mode.
 - ``channels_last``: torch with NHWC memory layout.
-- ``bf16``: torch under CPU autocast to bfloat16 (probabilities moved by up to 0.68 on random inputs).
+- ``bf16``: torch under autocast to bfloat16, on the CPU or a CUDA GPU (probabilities moved by up
+  to 0.68 on random inputs).
 - ``onnx``: the network exported to ONNX and run by ONNX Runtime (installed with the package);
   probabilities differ from torch by about 1e-4.
 - ``auto``: ``onnx`` on the CPU when ONNX Runtime is installed, else ``torch``.
@@ -61,8 +62,7 @@ def check_backend(name: str) -> str:
 def resolve_backend(name: str, device: str | torch.device = "cpu") -> str:
     """The backend ``name`` stands for on ``device`` (``auto`` -> ``onnx`` or ``torch``).
 
-    Raises InputError for an unknown name, ``onnx`` without ONNX Runtime, or a CPU-only backend
-    (``onnx``, ``bf16``) on a GPU.
+    Raises InputError for an unknown name, ``onnx`` without ONNX Runtime, or ``onnx`` on a GPU.
     """
     name = check_backend(name)
     gpu = torch.device(device).type != "cpu"
@@ -70,7 +70,7 @@ def resolve_backend(name: str, device: str | torch.device = "cpu") -> str:
         return "onnx" if not gpu and onnx_available() else "torch"
     if name == "onnx" and not onnx_available():
         raise InputError("backend 'onnx' needs ONNX Runtime: pip install onnx onnxruntime")
-    if name in ("onnx", "bf16") and gpu:
+    if name == "onnx" and gpu:
         raise InputError(f"backend {name!r} runs on the CPU only, got device {device}")
     return name
 
