@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "bundle" / "configs"
 ORDER = ["train.yaml", "scm_train.yaml", "multi_gpu_train.yaml", "inference.yaml", "stage1_infer.yaml", "mpp.yaml"]
-ORDER += ["evaluate.yaml"]
+ORDER += ["evaluate.yaml", "suggest.yaml"]
 KEY = re.compile(r"^([A-Za-z_][\w#]*):(.*)$")
 
 

@@ -6,6 +6,7 @@
     emseg evaluate PRED GT [--slices SPEC] [--csv FILE]           # evaluate.yaml
     emseg measure MASK [--voxel-size Z,Y,X] [--csv FILE]
     emseg curves RUN [--output PNG]
+    emseg suggest RUN [--count 4]                                 # RUN/configs/suggest.yaml
 
 Errors in the input and faults of the machine end the command with one line on stderr
 (``--debug`` shows the traceback).
@@ -45,9 +46,15 @@ SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers",
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from emseg_monai.training.pipeline import check_train_inputs, train_pipeline
+    from emseg_monai.io.volumes import open_volume
+    from emseg_monai.training.pipeline import check_train_inputs, finetune_epochs, prepare_finetune, train_pipeline
 
     folder = check_train_inputs(**{key: getattr(args, key) for key in CHECKED})
+    previous = prepare_finetune(folder, args.labeled, open_volume(args.image).shape[0]) if args.resume else None
+    if previous is not None:  # new labels on a finished run: start from its weights, fewer epochs
+        epochs, scm_epochs = finetune_epochs(folder)
+        args.epochs, args.scm_epochs = args.epochs or epochs, args.scm_epochs or args.epochs or scm_epochs
+        logger.info("fine-tuning for %d stage-1 and %d SCM epochs (--epochs to change)", args.epochs, args.scm_epochs)
     common = {key: getattr(args, name) for name, key in STAGE.items()}
     shared = {key: getattr(args, name) for name, key in SHARED.items()}
     start = time.perf_counter()
@@ -63,10 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         resume=args.resume,
         tracking=args.tracking,
+        bundle=folder if previous is not None else None,  # the run's own recipe
+        init_from=previous,
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result["seconds"].items())
+    done = "fine-tuned the earlier weights" if previous is not None else "trained"
     if steps:
-        print(f"trained in {time.perf_counter() - start:.0f} s ({steps}); the bundle is {folder}")
+        print(f"{done} in {time.perf_counter() - start:.0f} s ({steps}); the bundle is {folder}")
     else:
         print(f"nothing to do: the run in {folder} is complete (its bundle is up to date)")
     scores = result["metrics"]
@@ -129,6 +139,20 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from emseg_monai import default_bundle_root
+    from emseg_monai.workflows import resolve_bundle, run_config
+
+    run = resolve_bundle(args.run)
+    # runs trained before suggest.yaml existed take the shipped config
+    configs = run if (run / "configs" / "suggest.yaml").is_file() else Path(default_bundle_root())
+    overrides = dict(count=args.count, csv_file=args.csv, plot_file=args.plot, overwrite=args.overwrite)
+    run_config(["suggest.yaml"], configs, run_dir=str(run), **overrides)
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
@@ -136,6 +160,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "measure": cmd_measure,
     "curves": cmd_curves,
+    "suggest": cmd_suggest,
 }
 
 

@@ -26,7 +26,7 @@ def _config_defaults() -> dict[str, dict]:
     from emseg_monai import default_bundle_root
 
     found = {}
-    for name in ("train", "scm_train", "mpp", "inference"):
+    for name in ("train", "scm_train", "mpp", "inference", "suggest"):
         try:
             found[name] = yaml.safe_load((Path(default_bundle_root()) / "configs" / f"{name}.yaml").read_text()) or {}
         except (OSError, yaml.YAMLError):
@@ -101,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("--tracking", "'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"),
             ("--tensorboard", "also write TensorBoard logs to this folder (needs tensorboard)"),
             ("--overwrite", "reuse an existing output folder", "flag"),
-            ("--resume", "continue an interrupted run in --output (same options as before)", "flag"),
+            (
+                "--resume",
+                "continue an interrupted run in --output (same options as before); on a finished run with "
+                "changed --labeled, fine-tune its weights (a third of its epochs unless --epochs)",
+                "flag",
+            ),
         ],
         defaults,
     )
@@ -162,5 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("run", help="the --output folder of emseg train (reads *_history.csv)")
     _options(
         cu, [("--output", "PNG to write (default: RUN/training_curves.png)"), ("--overwrite", "replace it", "flag")]
+    )
+    su = sub.add_parser("suggest", help="which slices of a training run's stack to label next, with reasons")
+    su.add_argument("run", help="the --output folder of emseg train")
+    _options(
+        su,
+        [
+            ("--count", "slices to suggest ({suggest:count})", int),
+            ("--csv", "CSV of every slice's signals (default: RUN/suggestions.csv)"),
+            ("--plot", "PNG of the signals along Z (default: RUN/suggestions.png)"),
+            ("--overwrite", "replace existing suggestion files", "flag"),
+        ],
+        defaults,
     )
     return parser

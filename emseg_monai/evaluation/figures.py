@@ -43,7 +43,7 @@ def overlay_rgb(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: f
     return rgb.round().astype(np.uint8)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,8 +52,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path, overwrite: bool) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: str | Path, overwrite: bool) -> Path:
+    plt = pyplot()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), overwrite=overwrite)
     finally:
@@ -76,7 +76,7 @@ def save_overlay(
     """
     from matplotlib.patches import Patch
 
-    plt = _pyplot()
+    plt = pyplot()
     rgb = overlay_rgb(image, pred, truth)
     p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
     total = int(p.sum() + t.sum())
@@ -94,7 +94,7 @@ def save_overlay(
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def save_dice_along_z(
@@ -112,7 +112,7 @@ def save_dice_along_z(
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for name, pred in runs.items():
         scores = per_slice_scores(pred, truth)
@@ -131,7 +131,7 @@ def save_dice_along_z(
     ax.set_ylabel("Dice (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], overwrite: bool = True) -> Path:
@@ -145,7 +145,7 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
 
     from emseg_monai.handlers.history import read_history
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     any_dice = False
     for name, csv_file in histories.items():
@@ -168,7 +168,7 @@ def save_training_curves(path: str | Path, histories: Mapping[str, str | Path], 
     else:
         dice_ax.text(0.5, 0.5, "no validation", ha="center", va="center", transform=dice_ax.transAxes)
     fig.tight_layout()
-    return _save(fig, path, overwrite)
+    return save_figure(fig, path, overwrite)
 
 
 def save_run_curves(run: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from emseg_monai.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 def load_weights(
@@ -56,6 +59,15 @@ def load_weights(
         raise InputError(f"weights {path} do not fit the network of the config: {detail}")
     network.load_state_dict(ckpt)
     return network
+
+
+def initial_weights(network: torch.nn.Module, path: str | Path | None) -> torch.nn.Module:
+    """``network`` with the weights of ``path`` loaded (fine-tuning), or as built when ``path`` is None/empty."""
+    if path in (None, "", False):
+        return network
+    device = next(network.parameters()).device
+    logger.info("starting from the weights of %s", path)
+    return load_weights(network, path, map_location=device)
 
 
 _UNET_LAYERS = (

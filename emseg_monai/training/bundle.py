@@ -126,7 +126,7 @@ def write_run_bundle(
             write_config(path, configs / path.name, defaults.get(path.name, {}))
     meta = _metadata(json.loads((source / "configs" / "metadata.json").read_text()), defaults, metrics, record)
     atomic_write(configs / "metadata.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=4) + "\n"))
-    if (source / "LICENSE").is_file():
+    if (source / "LICENSE").is_file() and source.resolve() != run.resolve():  # a fine-tuned run is its own source
         shutil.copyfile(source / "LICENSE", run / "LICENSE")
     (run / "docs").mkdir(exist_ok=True)
     trained = {name: config_defaults(configs / name) for name in ("inference.yaml", "train.yaml")}

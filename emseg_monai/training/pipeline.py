@@ -7,8 +7,11 @@ its metadata holds the validation scores measured at the end.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +23,7 @@ from emseg_monai.data.training import select_val_slices
 from emseg_monai.errors import InputError
 from emseg_monai.evaluation.metrics import dice_iou
 from emseg_monai.handlers.checkpoint import training_done
-from emseg_monai.io.stacks import read_mask
+from emseg_monai.io.stacks import atomic_write, read_mask
 from emseg_monai.io.volumes import open_volume
 from emseg_monai.training.bundle import config_defaults, first_section_keys, write_run_bundle
 from emseg_monai.workflows import check_tracking, config_path, run_config, segment_file
@@ -28,6 +31,67 @@ from emseg_monai.workflows import check_tracking, config_path, run_config, segme
 logger = logging.getLogger(__name__)
 
 FINAL_MASK = "final_mask.tif"
+FINETUNE_MARKER = "finetune.json"  # in models/: a fine-tuning started and not finished
+DERIVED = ("stage1_prob.tif", "stage1_mask.tif", "mpp_mask.tif", FINAL_MASK)  # remade from the weights
+FINETUNE_SHARE = 3  # fine-tuning trains 1/FINETUNE_SHARE of the run's epochs unless told otherwise
+
+
+def prepare_finetune(output_dir: str | Path, labeled_slices: str, n_slices: int) -> Path | None:
+    """Make a finished run ready to be fine-tuned with changed labeled slices (``emseg train --resume``).
+
+    When the run in ``output_dir`` finished (``final_mask.tif``) with labeled slices other than
+    ``labeled_slices``: its weights move to ``models/previous/``, what was made from them (stage-1
+    outputs, MPP targets, final mask, training states) is removed, and ``models/finetune.json``
+    records the change, so that an interrupted fine-tuning resumes too. Returns ``models/previous``
+    (the weights to start from), or None when ``--resume`` means continuing an interrupted run.
+    The decision and the slices added or dropped are logged.
+    """
+    out = Path(output_dir)
+    models = out / "models"
+    previous, marker = models / "previous", models / FINETUNE_MARKER
+    new = {int(z) for z in parse_slice_spec(labeled_slices, n_slices)}
+    if marker.is_file():
+        started = json.loads(marker.read_text())["labeled_slices"]
+        if {int(z) for z in parse_slice_spec(started, n_slices)} != new:
+            raise InputError(
+                f"{out} holds an interrupted fine-tuning with --labeled {started!r}: resume it with that, "
+                f"got {labeled_slices!r}"
+            )
+        logger.info("resume: continuing the interrupted fine-tuning of %s", out)
+        return previous
+    recorded = out / "configs" / "train.yaml"
+    if not ((out / FINAL_MASK).is_file() and recorded.is_file()):
+        return None  # an interrupted first training: continue it
+    old = {int(z) for z in parse_slice_spec(config_defaults(recorded)["labeled_slices"], n_slices)}
+    if old == new:
+        return None
+    if "init_weights" not in first_section_keys(recorded):
+        raise InputError(f"{out} was trained by an emseg older than 0.3 and cannot be fine-tuned: train a new run")
+    added, dropped = sorted(new - old), sorted(old - new)
+    logger.info(
+        "fine-tuning %s: labeled slices changed (%d added: %s; %d dropped: %s); both networks start from "
+        "its weights instead of random ones",
+        out,
+        len(added),
+        ", ".join(map(str, added)) or "none",
+        len(dropped),
+        ", ".join(map(str, dropped)) or "none",
+    )
+    previous.mkdir(exist_ok=True)
+    for name in ("model.pt", "scm.pt"):
+        os.replace(models / name, previous / name)
+    for path in [out / name for name in DERIVED] + list(models.glob("*_state.pt")):
+        path.unlink(missing_ok=True)
+    record = {"labeled_slices": labeled_slices, "previous_labeled_slices": sorted(old)}
+    atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    return previous
+
+
+def finetune_epochs(run: str | Path) -> tuple[int, int]:
+    """Epochs of stage 1 and the SCM for fine-tuning ``run``: 1/FINETUNE_SHARE of its own, at least 1."""
+    train = config_defaults(Path(run) / "configs" / "train.yaml")
+    scm = {**train, **config_defaults(Path(run) / "configs" / "scm_train.yaml")}
+    return tuple(max(1, round(int(c["epochs"]) / FINETUNE_SHARE)) for c in (train, scm))
 
 
 def check_new_folder(path: str | Path, overwrite: bool) -> Path:
@@ -122,6 +186,7 @@ def train_pipeline(
     resume: bool = False,
     tracking: str | None = None,
     command: str | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train both stages on one stack and leave ``output_dir`` a complete bundle folder.
 
@@ -150,6 +215,9 @@ def train_pipeline(
         losses and validation metrics with MLflow (in ``output_dir/mlruns`` by default).
     command : str or None
         The command line recorded in the run's README (default: this process's).
+    init_from : path or None
+        A folder with ``model.pt`` and ``scm.pt`` that both trainings start from (fine-tuning, see
+        ``prepare_finetune``); removed, with ``models/finetune.json``, once the run is complete.
 
     Returns
     -------
@@ -191,6 +259,9 @@ def train_pipeline(
     both = {k: shared[k] for k in ("features", "downsample") if k in shared}
     stage1_overrides = {**both, **(stage1 or {})}
     scm_overrides = {**both, **{k: shared[k] for k in ("scm_window", "scm_input") if k in shared}, **(scm or {})}
+    if init_from is not None:
+        stage1_overrides["init_weights"] = str(Path(init_from) / "model.pt")
+        scm_overrides["init_weights"] = str(Path(init_from) / "scm.pt")
     training("stage 1 training", ["train.yaml"], "model.pt", "stage1", **common, **stage1_overrides)
     stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
     inference = _inference_defaults(source, stage1_overrides, scm_overrides)
@@ -222,6 +293,9 @@ def train_pipeline(
         "device": device or "default",
     }
     write_run_bundle(out, source, defaults, metrics, record)
+    if init_from is not None:
+        shutil.rmtree(init_from, ignore_errors=True)
+        (models / FINETUNE_MARKER).unlink(missing_ok=True)
     return {"seconds": times, "metrics": metrics}
 
 
@@ -260,7 +334,7 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
 
 def _hyper(source: Path, name: str, values: dict[str, Any]) -> dict[str, Any]:
     """The ``values`` that are hyper-parameters of config ``name`` (keys of its first section)."""
-    keys = first_section_keys(config_path(name, source)) - {"tensorboard_dir", "resume"}
+    keys = first_section_keys(config_path(name, source)) - {"tensorboard_dir", "resume", "init_weights"}
     return {k: v for k, v in values.items() if k in keys and v is not None}
 
 
@@ -292,6 +366,6 @@ def _scm_defaults(source: Path, stage1: dict[str, Any], scm: dict[str, Any]) -> 
     base = first_section_keys(config_path("train.yaml", source))
     first, second = _stage_settings(source, stage1, scm)
     values = {k: v for k, v in scm.items() if v is not None and k in own}
-    skip = {"tensorboard_dir", "resume"}
+    skip = {"tensorboard_dir", "resume", "init_weights"}
     values.update({k: second[k] for k in base - own - skip if k in second and second[k] != first.get(k)})
     return values
