@@ -132,3 +132,30 @@ def test_an_interrupted_fine_tuning_resumes_only_with_its_labels(tiny_data, tiny
     assert main(["--quiet", *train_argv(tiny_data, run, "--labeled", "every:4", "--resume")]) == 2
     err = capsys.readouterr().err
     assert "holds an interrupted fine-tuning with --labeled 'every:2': resume it with that, got 'every:4'" in err
+
+
+def test_simulation_script_runs_two_rounds_on_synthetic_data(tmp_path, capsys):
+    """benchmarks/suggest_simulation.py, tiny: both arms ask, fine-tune and are scored each round."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "suggest_simulation.py"
+    spec = importlib.util.spec_from_file_location("suggest_simulation", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--synthetic", "--tiny", "--output", str(tmp_path / "sim"), "--rounds", "2", "--start", "2"]
+    argv += ["--add", "2", "--reference", "6", "--epochs", "1", "--finetune-epochs", "1", "--iterations", "2"]
+    record = script.main([*argv, "--precision", "float32", "--plot", str(tmp_path / "sim.png")])
+    for arm in ("suggest", "even"):
+        rounds = record["arms"][arm]
+        assert [r["labeled"] for r in rounds] == [2, 4, 6]
+        assert all(set(a["slices"]) < set(b["slices"]) for a, b in zip(rounds, rounds[1:]))  # labels only grow
+        assert all(0.0 <= r["dice"] <= 1.0 for r in rounds)
+    assert record["arms"]["suggest"][0] == record["arms"]["even"][0]  # the same start
+    # widest gap first: 0..23 split at 11 (11 and 12 tie, the lower wins), then 11..23 at 17
+    assert record["arms"]["even"][1]["slices"] == [0, 11, 17, 23]
+    assert set(record["reference"]) == {"seed0", "seed1"}
+    used = {z for arm in record["arms"].values() for r in arm for z in r["slices"]}
+    assert record["scored_slices"] == 24 - len(used | {0, 5, 9, 14, 18, 23})  # evenly_spaced(6, 24)
+    assert "| labeled slices | suggest | even |" in capsys.readouterr().out
+    assert (tmp_path / "sim.png").stat().st_size > 5000
