@@ -96,6 +96,7 @@ def test_resume_loads_the_saved_model_optimiser_and_schedule(tmp_path):
     engine.state.max_epochs, engine.state.epoch, engine.state.iteration, engine.state.epoch_length = 4, 2, 6, 3
     saver = TrainingCheckpoint(tmp_path / "w.pt", tmp_path / "s.pt", net, opt, sched)
     saver.save_state(engine)
+    drawn = torch.rand(3), np.random.rand(3)  # what the generators give next, from the saved state
 
     fresh_net, fresh_opt, fresh_sched = parts(1)  # other weights, no optimiser state
     loader = TrainingCheckpoint(tmp_path / "w.pt", tmp_path / "s.pt", fresh_net, fresh_opt, fresh_sched, resume=True)
@@ -112,3 +113,4 @@ def test_resume_loads_the_saved_model_optimiser_and_schedule(tmp_path):
             torch.testing.assert_close(torch.as_tensor(value), torch.as_tensor(loaded["state"][key][name]))
     assert fresh_sched.state_dict()["last_epoch"] == sched.state_dict()["last_epoch"] == 1
     assert target.state.epoch == 2 and target.state.iteration == 6
+    assert torch.equal(torch.rand(3), drawn[0]) and np.array_equal(np.random.rand(3), drawn[1])  # generators too

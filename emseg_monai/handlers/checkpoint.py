@@ -6,16 +6,22 @@ weights to ``weights_file`` only when training completes. On SIGINT or SIGTERM i
 iteration finish, stops the trainer without writing the weights, and ``raise_if_interrupted`` then
 raises ``TrainingInterrupted``; running the config again with ``resume: true`` continues from the
 last saved epoch and ends at the same epoch and iteration count as an uninterrupted run.
+
+The state also holds the random generators (torch, CUDA, NumPy, Python, and every random
+transform of the training data loader), so on the same machine and settings a resumed run draws
+the same crops and augmentations as an uninterrupted one and ends with the same weights.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
@@ -68,6 +74,83 @@ def training_done(weights_file: str | Path, state_file: str | Path) -> bool:
     return int(trainer["iteration"]) >= int(trainer["max_epochs"]) * int(trainer["epoch_length"])
 
 
+def random_states(root: Any) -> list[np.random.RandomState]:
+    """Every ``np.random.RandomState`` reachable from ``root`` through object attributes and lists.
+
+    Walks the way MONAI's ``set_rnd`` seeds a dataset's transforms (attribute order, so the list
+    is the same for the same config), but also into transforms that hold other transforms.
+    """
+    found: list[np.random.RandomState] = []
+    seen: set[int] = set()
+
+    def walk(obj: Any) -> None:
+        if id(obj) in seen or isinstance(obj, (np.ndarray, torch.Tensor, str, bytes, int, float)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.random.RandomState):
+            found.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item)
+        elif hasattr(obj, "__dict__"):
+            for key, value in vars(obj).items():
+                if not key.startswith("__"):
+                    walk(value)
+
+    walk(root)
+    return found
+
+
+def _numpy_state(generator: np.random.RandomState) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = generator.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "gauss": [int(has_gauss), float(cached)]}
+
+
+def _set_numpy_state(generator: np.random.RandomState, state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    generator.set_state(("MT19937", keys, state["pos"], state["gauss"][0], state["gauss"][1]))
+
+
+def save_random_state(data: Any = None) -> dict[str, Any]:
+    """The generators' states: torch (and CUDA), NumPy's global one, Python's, and ``data``'s transforms'."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state(np.random.mtrand._rand),
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "transforms": [_numpy_state(r) for r in random_states(data)] if data is not None else [],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def load_random_state(state: dict[str, Any], data: Any = None) -> None:
+    """Restore what ``save_random_state`` returned; ``data`` must be built by the same config."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    _set_numpy_state(np.random.mtrand._rand, state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    generators = random_states(data) if data is not None else []
+    if len(generators) != len(state["transforms"]):
+        logger.warning(
+            "the saved state has %d transform generators, the data loader %d: augmentations will differ from an "
+            "uninterrupted run",
+            len(state["transforms"]),
+            len(generators),
+        )
+        return
+    for generator, saved in zip(generators, state["transforms"]):
+        _set_numpy_state(generator, saved)
+
+
+def _dataset(engine: Engine) -> Any:
+    """The training data set of ``engine`` (MONAI's ``data_loader``, or ignite's ``state.dataloader``), or None."""
+    loader = getattr(engine, "data_loader", None) or getattr(engine.state, "dataloader", None)
+    return getattr(loader, "dataset", None)
+
+
 class TrainingCheckpoint:
     """Attach to a ``SupervisedTrainer``: epoch states, final weights, resume, graceful stop.
 
@@ -79,7 +162,8 @@ class TrainingCheckpoint:
         loads the state on resume.
     state_file : str or Path
         Resumable state, rewritten after every ``every`` epochs: ``model``, ``optimizer``,
-        ``lr_scheduler`` (when given) and ``trainer`` (ignite ``Engine.state_dict()``).
+        ``lr_scheduler`` (when given), ``trainer`` (ignite ``Engine.state_dict()``) and ``random``
+        (``save_random_state``).
     network, optimizer, lr_scheduler
         The objects whose states are saved and restored.
     resume : bool
@@ -138,6 +222,8 @@ class TrainingCheckpoint:
             if self.lr_scheduler is not None and "lr_scheduler" in state:
                 self.lr_scheduler.load_state_dict(state["lr_scheduler"])
             engine.load_state_dict(state["trainer"])
+            if "random" in state:
+                load_random_state(state["random"], _dataset(engine))
             logger.info("resumed from %s at epoch %d", self.state_file, engine.state.epoch)
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
@@ -182,6 +268,7 @@ class TrainingCheckpoint:
             "model": unwrap(self.network).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "trainer": engine.state_dict(),
+            "random": save_random_state(_dataset(engine)),
         }
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
