@@ -16,8 +16,8 @@ final masks (stage 1 + SCM, what ``emseg segment`` writes) against the ground tr
     python benchmarks/suggest_simulation.py --data-dir ../shared/data/epfl --output runs/suggest \\
         --plot docs/figures/suggest_simulation.png
 
-(about 75 min on 2 CPU cores with the defaults: bf16, 10 epochs of 20 iterations for a new run,
-2 for each fine-tuning). ``--synthetic`` runs on a generated stack instead
+(about 35 min on 2 CPU cores with the defaults: bf16, 10 epochs of 20 iterations for a new run,
+2 for each fine-tuning round). ``--synthetic`` runs on a generated stack instead
 (the tests run a two-round version of it).
 """
 
@@ -36,7 +36,8 @@ from emseg_monai.data.slices import evenly_spaced
 from emseg_monai.evaluation import dice_iou
 from emseg_monai.io import read_mask, write_stack
 from emseg_monai.io.stacks import atomic_write
-from emseg_monai.training.pipeline import prepare_finetune, train_pipeline
+from emseg_monai.training.finetune import prepare_finetune
+from emseg_monai.training.pipeline import train_pipeline
 from emseg_monai.training.suggest import rank_slices, run_signals
 
 ARMS = ("suggest", "even")

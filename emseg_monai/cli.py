@@ -47,13 +47,15 @@ SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers",
 
 def cmd_train(args: argparse.Namespace) -> int:
     from emseg_monai.io.volumes import open_volume
-    from emseg_monai.training.pipeline import check_train_inputs, finetune_epochs, prepare_finetune, train_pipeline
+    from emseg_monai.training.finetune import finetune_epochs, prepare_finetune
+    from emseg_monai.training.pipeline import check_train_inputs, train_pipeline
 
     folder = check_train_inputs(**{key: getattr(args, key) for key in CHECKED})
     previous = prepare_finetune(folder, args.labeled, open_volume(args.image).shape[0]) if args.resume else None
     if previous is not None:  # new labels on a finished run: start from its weights, fewer epochs
         epochs, scm_epochs = finetune_epochs(folder)
-        args.epochs, args.scm_epochs = args.epochs or epochs, args.scm_epochs or args.epochs or scm_epochs
+        given = args.epochs  # --epochs also sets the SCM's, as in a new run
+        args.epochs, args.scm_epochs = given or epochs, args.scm_epochs or given or scm_epochs
         logger.info("fine-tuning for %d stage-1 and %d SCM epochs (--epochs to change)", args.epochs, args.scm_epochs)
     common = {key: getattr(args, name) for name, key in STAGE.items()}
     shared = {key: getattr(args, name) for name, key in SHARED.items()}
