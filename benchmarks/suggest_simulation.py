@@ -10,8 +10,9 @@ their labels, and fine-tunes its previous run (``emseg train --resume`` with the
   labels, added a few at a time as a user would).
 
 Every round of both arms, and a reference trained once on ``--reference`` evenly spaced slices
-(two seeds: the seed noise), is scored on the slices that no arm and no reference ever labeled,
-final masks (stage 1 + SCM, what ``emseg segment`` writes) against the ground truth.
+for as many epochs as an arm trained in all (two seeds: the seed noise), is scored on the slices
+that no arm and no reference ever labeled: final masks (stage 1 + SCM, what ``emseg segment``
+writes) against the ground truth.
 
     python benchmarks/suggest_simulation.py --data-dir ../shared/data/epfl --output runs/suggest \\
         --plot docs/figures/suggest_simulation.png
@@ -52,7 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--add", type=int, default=4, help="slices each arm asks for per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reference", type=int, default=32, help="evenly spaced slices of the reference run")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the first run and the reference")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the first run")
+    parser.add_argument(
+        "--reference-epochs",
+        type=int,
+        help="epochs of the reference runs (default: an arm's total, epochs + rounds x fine-tuning)",
+    )
     parser.add_argument("--finetune-epochs", type=int, default=2, help="epochs of each round's fine-tuning")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--precision", default="bf16")
@@ -139,10 +145,11 @@ def main(argv: list[str] | None = None) -> dict:
             runs[arm].append(current)
     reference = [int(z) for z in evenly_spaced(args.reference, n)]
     references = []
+    reference_epochs = args.reference_epochs or args.epochs + args.rounds * args.finetune_epochs
     for seed in (0, 1):
-        run = out / f"reference_seed{seed}"
+        run = out / f"reference{reference_epochs}_seed{seed}"
         if not (run / "final_mask.tif").is_file():
-            train(run, reference, args.epochs, seed=seed)
+            train(run, reference, reference_epochs, seed=seed)
         references.append(run)
     used = set(reference) | {z for arm in ARMS for s in labeled[arm] for z in s}
     scored = np.array(sorted(set(range(n)) - used))
@@ -162,8 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {a['labeled']} | {100 * a['dice']:.2f} | {100 * b['dice']:.2f} |")
     ref = record["reference"]
     print(
-        f"\nreference, {len(reference)} evenly spaced slices: seed 0 {100 * ref['seed0']:.2f}, "
-        f"seed 1 {100 * ref['seed1']:.2f}"
+        f"\nreference, {len(reference)} evenly spaced slices, {reference_epochs} epochs: "
+        f"seed 0 {100 * ref['seed0']:.2f}, seed 1 {100 * ref['seed1']:.2f}"
     )
     if args.plot:
         plot(Path(args.plot), record, len(reference))

@@ -58,7 +58,12 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     stopped_at = _trainer_state(state)["iteration"]
     assert 0 < stopped_at < EPOCHS * ITERATIONS
 
-    assert main(["--quiet", *_args(tiny_data, out), "--resume"]) == 0
+    # resume and reference in fresh processes too: same threads and settings as the stopped run
+    def run(argv):
+        done = subprocess.run([sys.executable, "-m", "emseg_monai.cli", "--quiet", *argv], capture_output=True, env=env)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    run([*_args(tiny_data, out), "--resume"])
     resumed = _trainer_state(state)
     assert resumed["iteration"] == EPOCHS * ITERATIONS
     assert (out / "models" / "model.pt").is_file() and (out / "models" / "scm.pt").is_file()
@@ -67,7 +72,7 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     assert epochs == list(range(1, EPOCHS + 1))
 
     reference = tmp_path / "uninterrupted"
-    assert main(["--quiet", *_args(tiny_data, reference)]) == 0
+    run(_args(tiny_data, reference))
     assert _trainer_state(reference / "models" / "stage1_state.pt")["iteration"] == resumed["iteration"]
     # the random generators travel in the state: the resumed run drew the same crops and augmentations
     for name in ("model.pt", "scm.pt"):

@@ -12,7 +12,9 @@ one line naming the fault; finished blocks keep their markers, so ``resume`` goe
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,41 @@ def disconnect(client: Any, own_cluster: bool) -> None:
             cluster.close()
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = [0, 0]  # tasks running in this process, torch's thread count before the first
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch on one thread while a task runs (no oversubscription of single-threaded workers).
+
+    The count is process-wide: in a worker that runs in the caller's process (a threads-only
+    cluster) the caller's setting comes back once the last running task ends.
+    """
+    with _THREADS_LOCK:
+        if _THREADS_USERS[0] == 0:
+            _THREADS_USERS[1] = torch.get_num_threads()
+        _THREADS_USERS[0] += 1
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_USERS[0] -= 1
+            if _THREADS_USERS[0] == 0:
+                torch.set_num_threads(_THREADS_USERS[1])
+
+
 def _stage1_task(image_file: str, probs: str, done: str, z0: int, z1: int, value_range, network, settings) -> int:
     """Task: stage-1 probabilities of slices [z0, z1) into the scratch Zarr ``probs``."""
     import zarr
 
     from emseg_monai.io.volumes import open_volume
 
-    torch.set_num_threads(1)  # one thread per single-threaded worker: no oversubscription
-    zarr.open_array(probs, mode="r+")[z0:z1] = block_probs(
-        open_volume(image_file), z0, z1, value_range, network, settings
-    )
+    with _one_torch_thread():
+        zarr.open_array(probs, mode="r+")[z0:z1] = block_probs(
+            open_volume(image_file), z0, z1, value_range, network, settings
+        )
     mark(Path(done))
     return z1 - z0
 
@@ -82,9 +109,9 @@ def _mask_task(
 
     from emseg_monai.io.volumes import open_volume
 
-    torch.set_num_threads(1)
     scratch = None if probs is None else zarr.open_array(probs, mode="r")
-    mask = block_mask(open_volume(image_file), scratch, z0, z1, value_range, networks, settings)
+    with _one_torch_thread():
+        mask = block_mask(open_volume(image_file), scratch, z0, z1, value_range, networks, settings)
     zarr.open_array(output, mode="r+")[z0:z1] = mask
     mark(Path(done))
     return z1 - z0
