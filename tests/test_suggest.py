@@ -40,6 +40,12 @@ def test_between_equally_far_slices_the_harder_one_wins():
     picks, _ = rank_slices(np.array([0, 10, 20]), 21, 1, uncertainty=uncertainty)
     assert picks[0].slice == 5
     assert picks[0].reason == "5 slices from the nearest label; fills a gap"
+    # each signal is named by what it is, whichever are given
+    disagreement = np.zeros(21)
+    disagreement[15] = 1.0
+    picks, _ = rank_slices(np.array([0, 10, 20]), 21, 1, disagreement=disagreement)
+    assert picks[0].slice == 15 and "the SCM and MPP change stage 1 here" in picks[0].reason
+    assert "unsure" not in picks[0].reason
 
 
 def test_labeled_slices_are_never_picked_and_bad_counts_fail():

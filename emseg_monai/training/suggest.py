@@ -121,8 +121,9 @@ def rank_slices(
     unlabeled = np.setdiff1d(np.arange(n_slices), labeled)
     if not 1 <= count <= len(unlabeled):
         raise InputError(f"count must be in 1..{len(unlabeled)} (the unlabeled slices), got {count}")
-    signals = [_ranks(np.asarray(s, dtype=np.float64), unlabeled) for s in (uncertainty, disagreement) if s is not None]
-    info = np.mean(signals, axis=0) if signals else np.zeros(n_slices)
+    named = (("stage 1 unsure", uncertainty), ("the SCM and MPP change stage 1 here", disagreement))
+    signals = [(name, _ranks(np.asarray(s, dtype=np.float64), unlabeled)) for name, s in named if s is not None]
+    info = np.mean([ranks for _, ranks in signals], axis=0) if signals else np.zeros(n_slices)
     picked: list[int] = []
     for _ in range(count):
         distance = label_distance(np.concatenate([labeled, picked]).astype(np.int64), n_slices)
@@ -141,10 +142,9 @@ def rank_slices(
     return suggestions, info
 
 
-def _reason(z: int, signals: list[np.ndarray], distance: np.ndarray) -> str:
+def _reason(z: int, signals: list[tuple[str, np.ndarray]], distance: np.ndarray) -> str:
     words = [f"{distance[z]} slices from the nearest label"]
-    names = ("stage 1 unsure", "the SCM and MPP change stage 1 here")
-    for name, ranks in zip(names, signals):
+    for name, ranks in signals:
         if ranks[z] >= HIGH:
             words.append(f"{name} (top {max(1, int(np.ceil(100 * (1 - ranks[z]))))}% of unlabeled slices)")
     if len(words) == 1:
