@@ -31,6 +31,7 @@ import numpy as np
 
 from emseg_monai.data.slices import parse_slice_spec
 from emseg_monai.errors import InputError
+from emseg_monai.evaluation.metrics import per_slice_scores
 from emseg_monai.io.stacks import atomic_write, check_output_path, read_mask, read_stack
 
 logger = logging.getLogger(__name__)
@@ -79,11 +80,7 @@ def slice_entropy(prob: np.ndarray) -> np.ndarray:
 
 def slice_disagreement(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """(Z,) float64: 1 - Dice of two (Z, Y, X) masks per slice (0 where both are empty)."""
-    a, b = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)
-    both = (a & b).sum(axis=(1, 2)).astype(np.float64)
-    total = (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2))).astype(np.float64)
-    dice = np.where(total > 0, 2 * both / np.maximum(total, 1), 1.0)
-    return 1.0 - dice
+    return 1.0 - per_slice_scores(first, second)["dice"]
 
 
 def _ranks(values: np.ndarray, among: np.ndarray) -> np.ndarray:
