@@ -40,6 +40,7 @@ STAGE.update(val_slices="val_slices", seed="seed", tensorboard="tensorboard_dir"
 SHARED = dict(features="features", downsample="downsample", window="scm_window", scm_input="scm_input")
 MPP = ("min_size", "spread_min_size", "erosions_per_step")
 CHECKED = "image label labeled output overwrite resume window downsample tracking precision tensorboard device".split()
+CHECKED += ["voxel_size", "use_scm"]
 # emseg segment options -> inference.yaml keys (a flag left off keeps the config's default)
 SEGMENT = dict(flips="flips", batch_size="batch_size", backend="backend", save_stage1="save_stage1", device="device")
 SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers", scheduler="dask_scheduler")
@@ -74,6 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         tracking=args.tracking,
         bundle=folder if previous is not None else None,  # the run's own recipe
         init_from=previous,
+        voxel_size=args.voxel_size,
+        use_scm=args.use_scm or "auto",
     )
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result["seconds"].items())
     done = "fine-tuned the earlier weights" if previous is not None else "trained"
@@ -86,7 +89,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"validation on {scores['val_slices']} slices: Dice stage 1 {100 * scores['stage1_val_mean_dice']:.2f}%, "
             f"MPP targets {100 * scores['mpp_val_mean_dice']:.2f}%, final {100 * scores['val_mean_dice']:.2f}%"
+            + (
+                f", finished stack {100 * scores['finished_val_mean_dice']:.2f}%"
+                if "finished_val_mean_dice" in scores
+                else ""
+            )
         )
+    if result.get("mpp_check"):
+        print(f"MPP check: {result['mpp_check']}")
     return 0
 
 

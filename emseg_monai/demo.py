@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 # Sized to finish in a few minutes on 2 CPU cores.
 DEMO_SHAPE = (40, 128, 128)
 DEMO_LABELED = "every:4"
+DEMO_VOXEL_NM = "5,5,5"  # the synthetic stacks are drawn isotropic
 DEMO_SHARED = {"features": [16, 16, 32, 64, 128, 16], "downsample": 1, "scm_window": 7, "scm_input": "prob"}
 DEMO_STAGE1 = {
     "epochs": 16,
@@ -74,6 +75,7 @@ def run_demo(
         shared=DEMO_SHARED,
         device=device,
         command=f"emseg demo --output {out} --seed {seed}",
+        voxel_size=DEMO_VOXEL_NM,
     )
     times = dict(trained["seconds"])
     for name in ("train", "test"):

@@ -34,6 +34,8 @@ TRAIN_ARGS = [
     "1",
     "--device",
     "cpu",
+    "--use-scm",
+    "true",  # the tests of the SCM path need it whatever the MPP check decides on 12 slices
 ]
 
 

@@ -1,8 +1,8 @@
 """Per-mitochondrion measurements of a final mask: 3D connected components, sizes, boxes, centroids.
 
 ``measure_objects`` labels a (Z, Y, X) mask in 3D and returns one row per object;
-``write_measurements`` writes them as CSV; ``voxel_size_nm`` reads the voxel size a TIFF (ImageJ
-metadata with a unit) or NIfTI (header units) file records, in nanometres.
+``write_measurements`` writes them as CSV; the voxel size comes from ``--voxel-size`` or the file
+(``io.voxels.voxel_size_nm``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from emseg_monai.errors import InputError
 from emseg_monai.io.stacks import atomic_write
+from emseg_monai.io.voxels import parse_voxel_size, voxel_size_nm
 
 COLUMNS = (
     "id",
@@ -33,41 +34,6 @@ COLUMNS = (
     "touches_border",
 )
 _STRUCTURES = {6: 1, 18: 2, 26: 3}  # connectivity -> ndimage.generate_binary_structure rank
-_NM_PER_UNIT = {
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "nanometre": 1.0,
-    "um": 1e3,
-    "µm": 1e3,
-    "\u03bcm": 1e3,  # Greek mu
-    "micron": 1e3,
-    "microns": 1e3,
-    "micrometer": 1e3,
-    "mm": 1e6,
-    "meter": 1e9,
-}
-
-
-def parse_voxel_size(text: str) -> tuple[float, float, float]:
-    """``"Z,Y,X"`` (or one number for all three) in nanometres -> (z, y, x) floats > 0."""
-    try:
-        values = [float(v) for v in str(text).replace("x", ",").split(",")]
-    except ValueError:
-        raise InputError(f"voxel size must be Z,Y,X in nm (e.g. 5,5,5), got {text!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise InputError(f"voxel size must be three positive numbers Z,Y,X in nm, got {text!r}")
-    return tuple(values)
-
-
-def voxel_size_nm(path: str | Path) -> tuple[float, float, float] | None:
-    """(z, y, x) voxel size in nm recorded in a TIFF or NIfTI file, or None (no size or no unit)."""
-    from emseg_monai.io.monai_io import recorded_voxel_size
-
-    size, unit = recorded_voxel_size(path)
-    scale = _NM_PER_UNIT.get(unit.replace("\\u00b5", "µ"))
-    return None if size is None or scale is None else (size[0] * scale, size[1] * scale, size[2] * scale)
 
 
 def measure_objects(

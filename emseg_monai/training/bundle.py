@@ -163,6 +163,9 @@ def _metadata(
         f"{image} (labels: {Path(str(record.get('label', ''))).name}), labeled slices {record.get('labeled_slices')}"
     )
     meta["eval_metrics"] = dict(metrics)
+    run_keys = ("voxels", "mpp_check", "seconds", "command", "seed", "device")
+    if any(k in record for k in run_keys):  # how this run was made and what it decided (emseg train)
+        meta["emseg_training"] = {k: record[k] for k in run_keys if k in record}
     scm_format = json.loads(json.dumps(meta["scm_network_data_format"]))
     scm_format["inputs"]["image"]["num_channels"] = window
     kind = "probability" if inference.get("scm_input", "prob") == "prob" else "mask"
@@ -171,6 +174,33 @@ def _metadata(
     }
     meta["scm_network_data_format"] = scm_format
     return meta
+
+
+def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> str:
+    """The run's voxel size and MPP check, for the README (empty when the record has neither)."""
+    voxels, check = record.get("voxels"), record.get("mpp_check")
+    if not voxels and not check:
+        return ""
+    lines = ["### What the run decided"]
+    if voxels:
+        size = voxels.get("voxel_size_nm")
+        told = (
+            f"voxel size {' x '.join(f'{v:g}' for v in size)} nm (Z, Y, X; from {voxels.get('source')}), "
+            f"Z/XY ratio {voxels.get('anisotropy', 1.0):.2f}"
+            if size
+            else "voxel size unknown: isotropic voxels assumed (Z/XY ratio 1)"
+        )
+        lines.append(f"- {told}; MPP's Z steps and the SCM window follow that ratio.")
+    if check:
+        lines.append(f"- MPP check: {check.get('reason')}.")
+    use = inference.get("use_scm", True)
+    lines.append(
+        "- This bundle segments with stage 1 then the SCM (`use_scm: true`)."
+        if use in (True, "true")
+        else "- This bundle segments with stage 1 alone (`use_scm: false`; `--use_scm true` runs the trained SCM)."
+    )
+    lines.append("- `finished_mask.tif`: the training stack finished with its labeled slices (ground truth kept).")
+    return "\n".join(lines) + "\n"
 
 
 def _readme(
@@ -187,7 +217,8 @@ def _readme(
         rows = [
             ("stage 1", metrics.get("stage1_val_mean_dice"), metrics.get("stage1_val_mean_iou")),
             ("MPP targets", metrics.get("mpp_val_mean_dice"), metrics.get("mpp_val_mean_iou")),
-            ("stage 1 + SCM (final)", metrics.get("val_mean_dice"), metrics.get("val_mean_iou")),
+            ("final (what this bundle writes)", metrics.get("val_mean_dice"), metrics.get("val_mean_iou")),
+            ("finished training stack", metrics.get("finished_val_mean_dice"), metrics.get("finished_val_mean_iou")),
         ]
         table = "| output | Dice (%) | IoU (%) |\n|---|---:|---:|\n" + "".join(
             f"| {name} | {100 * d:.2f} | {100 * i:.2f} |\n" for name, d, i in rows if d is not None
@@ -199,6 +230,7 @@ def _readme(
     else:
         performance = "No validation: the label stack had no labels outside the training slices."
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+    decision = _decision_text(record, inference)
     kind = "probabilities" if inference.get("scm_input", "prob") == "prob" else "masks"
     return f"""# {meta["name"]}
 
@@ -234,6 +266,7 @@ resized by 1/downsample (area) before the network and its output resized back (b
 
 ## Performance
 {performance}
+{decision}
 ## Training
 Command: `{record.get("command", "emseg train ...")}` (seed {record.get("seed")}, device {record.get("device")});
 {train.get("epochs", "?")} epochs of {train.get("iterations_per_epoch", "?")} iterations (batches of

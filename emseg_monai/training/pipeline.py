@@ -7,6 +7,7 @@ its metadata holds the validation scores measured at the end.
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import shutil
@@ -23,13 +24,19 @@ from emseg_monai.evaluation.metrics import dice_iou
 from emseg_monai.handlers.checkpoint import training_done
 from emseg_monai.io.stacks import read_mask
 from emseg_monai.io.volumes import open_volume
+from emseg_monai.io.voxels import VoxelSize, downsample_for, parse_voxel_size, resolve_voxel_size, scm_window_for
+from emseg_monai.options import as_bool
 from emseg_monai.training.bundle import config_defaults, first_section_keys, write_run_bundle
 from emseg_monai.training.finetune import FINETUNE_MARKER
+from emseg_monai.training.targets import finish_stack
+from emseg_monai.transforms.mpp import z_steps
 from emseg_monai.workflows import check_tracking, config_path, run_config, segment_file
 
 logger = logging.getLogger(__name__)
 
 FINAL_MASK = "final_mask.tif"
+FINISHED_MASK = "finished_mask.tif"
+MPP_REPORT = "mpp_check.json"
 
 
 def check_new_folder(path: str | Path, overwrite: bool) -> Path:
@@ -56,6 +63,8 @@ def check_train_inputs(
     tensorboard: str | None = None,
     device: str | None = None,
     bundle: str | Path | None = None,
+    voxel_size: str | None = None,
+    use_scm: str | None = None,
 ) -> Path:
     """Check everything ``train_pipeline`` will need before any training starts; returns the run folder.
 
@@ -79,6 +88,10 @@ def check_train_inputs(
         folder = check_new_folder(output, overwrite)
     if device is not None:
         check_device(device)
+    if voxel_size is not None:
+        parse_voxel_size(voxel_size)
+    if use_scm is not None and str(use_scm).lower() not in ("auto", "true", "false"):
+        raise InputError(f"--use-scm must be auto, true or false, got {use_scm!r}")
     stack = read_stack(image)
     labels = read_mask(label, shape=stack.shape)
     chosen = require_labeled(labeled, stack.shape[0])
@@ -125,12 +138,20 @@ def train_pipeline(
     tracking: str | None = None,
     command: str | None = None,
     init_from: str | Path | None = None,
+    voxel_size: str | tuple | None = None,
+    use_scm: str | bool = "auto",
 ) -> dict[str, Any]:
     """Train both stages on one stack and leave ``output_dir`` a complete bundle folder.
 
     Writes, in ``output_dir``: ``models/model.pt`` (stage 1), ``stage1_prob.tif``,
-    ``stage1_mask.tif``, ``mpp_mask.tif``, ``models/scm.pt``, ``final_mask.tif`` (the training
-    stack segmented by the new bundle), and ``configs/``, ``docs/README.md``, ``LICENSE``.
+    ``stage1_mask.tif``, ``mpp_mask.tif`` and ``mpp_check.json`` (MPP's check against stage 1 on
+    hidden labeled slices, and the decision whether the SCM is used), ``models/scm.pt``,
+    ``final_mask.tif`` (the training stack segmented by the new bundle), ``finished_mask.tif``
+    (the final masks with the labeled slices' ground truth in and spread to their neighbours), and
+    ``configs/``, ``docs/README.md``, ``LICENSE``.
+
+    The voxel size (``voxel_size`` "Z,Y,X" nm, else the image file's) sets MPP's Z steps and,
+    unless given in ``shared``, the SCM window and the training resolution (``io.voxels``).
 
     Parameters
     ----------
@@ -156,6 +177,11 @@ def train_pipeline(
     init_from : path or None
         A folder with ``model.pt`` and ``scm.pt`` that both trainings start from (fine-tuning, see
         ``prepare_finetune``); removed, with ``models/finetune.json``, once the run is complete.
+    voxel_size : str or tuple or None
+        (z, y, x) in nm; None: read from ``image_file`` (isotropic assumed, with a warning, if absent).
+    use_scm : "auto", bool
+        Whether the run's bundle segments with the SCM: ``"auto"`` follows MPP's check, true or
+        false overrule it (the SCM is trained either way).
 
     Returns
     -------
@@ -167,6 +193,14 @@ def train_pipeline(
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     shared = {k: v for k, v in (shared or {}).items() if v is not None}
+    if voxel_size is None:  # a fine-tuned run keeps the voxel size it was given
+        voxel_size = config_defaults(config_path("mpp.yaml", source)).get("voxel_size")
+    voxels = resolve_voxel_size(image_file, voxel_size)
+    shared.update(_voxel_defaults(voxels, shared, bundle is not None and init_from is not None))
+    logger.info("%s: MPP Z steps %s", voxels.describe(), z_steps(voxels.anisotropy))
+    mpp = {**(mpp or {}), "anisotropy": voxels.anisotropy}
+    if voxels.nm is not None:
+        mpp["voxel_size"] = ",".join(f"{v:g}" for v in voxels.nm)
     common = {
         "image_file": str(image_file),
         "label_file": str(label_file),
@@ -205,20 +239,31 @@ def train_pipeline(
     inference = _inference_defaults(source, stage1_overrides, scm_overrides)
     timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], stage1_files, **common, **inference)
     mpp_keys = ("label_file", "labeled_slices", "output_dir")
-    timed("MPP", ["mpp.yaml"], (out / "mpp_mask.tif").is_file(), **{k: common[k] for k in mpp_keys}, **(mpp or {}))
+    mpp_done = all((out / f).is_file() for f in ("mpp_mask.tif", MPP_REPORT))
+    timed("MPP", ["mpp.yaml"], mpp_done, **{k: common[k] for k in mpp_keys}, **mpp)
+    check = json.loads((out / MPP_REPORT).read_text())
+    if str(use_scm).lower() != "auto":
+        check["use_scm"] = as_bool(use_scm, "use_scm")
+        check["reason"] += f"; overruled: use_scm {str(check['use_scm']).lower()} was given"
+    logger.info("MPP check: %s", check["reason"])
     training("SCM training", ["train.yaml", "scm_train.yaml"], "scm.pt", "scm", **common, **scm_overrides)
 
     defaults = {
-        "inference.yaml": inference,
+        "inference.yaml": {**inference, "use_scm": bool(check["use_scm"])},
         "train.yaml": _hyper(source, "train.yaml", {"labeled_slices": labeled_slices, **stage1_overrides}),
         "scm_train.yaml": _scm_defaults(source, stage1_overrides, scm_overrides),
-        "mpp.yaml": _hyper(source, "mpp.yaml", {"labeled_slices": labeled_slices, **(mpp or {})}),
+        "mpp.yaml": _hyper(source, "mpp.yaml", {"labeled_slices": labeled_slices, **mpp}),
     }
     write_run_bundle(out, source, defaults, {}, {})  # a runnable bundle now: the final step runs it
     if rerun or not (out / FINAL_MASK).is_file():
         start = time.perf_counter()
         segment_file(image_file, out / FINAL_MASK, out, device=device, overwrite=True)
         times["segment the training stack"] = time.perf_counter() - start
+        rerun = True
+    if rerun or not (out / FINISHED_MASK).is_file():
+        start = time.perf_counter()
+        finish_stack(out / FINAL_MASK, label_file, labeled_slices, out / FINISHED_MASK, check["settings"])
+        times["finish the training stack"] = time.perf_counter() - start
     metrics = validation_scores(out, label_file, labeled_slices, (stage1 or {}).get("val_slices", "rest"))
     record = {
         "image": str(image_file),
@@ -229,12 +274,16 @@ def train_pipeline(
         "command": command or " ".join(shlex.quote(a) for a in ["emseg", *sys.argv[1:]]),
         "seed": (stage1 or {}).get("seed", config_defaults(config_path("train.yaml", source)).get("seed")),
         "device": device or "default",
+        "voxels": voxels.as_record(),
+        "mpp_check": {
+            k: check[k] for k in ("checked", "held_out", "dice", "choice", "use_scm", "reason") if k in check
+        },
     }
     write_run_bundle(out, source, defaults, metrics, record)
     if init_from is not None:
         shutil.rmtree(init_from, ignore_errors=True)
         (models / FINETUNE_MARKER).unlink(missing_ok=True)
-    return {"seconds": times, "metrics": metrics}
+    return {"seconds": times, "metrics": metrics, "mpp_check": check["reason"]}
 
 
 def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, val_slices: str = "rest") -> dict:
@@ -250,7 +299,9 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
     if val.size == 0:
         return {}
     scores: dict[str, Any] = {"val_slices": int(val.size)}
-    for prefix, name in (("stage1_", "stage1_mask.tif"), ("mpp_", "mpp_mask.tif"), ("", FINAL_MASK)):
+    names = [("stage1_", "stage1_mask.tif"), ("mpp_", "mpp_mask.tif"), ("", FINAL_MASK)]
+    names += [("finished_", FINISHED_MASK)] if (run / FINISHED_MASK).is_file() else []
+    for prefix, name in names:
         dice, iou = dice_iou(read_mask(run / name, shape=final.shape), truth, val)
         scores[f"{prefix}val_mean_dice"] = round(float(dice), 4)
         scores[f"{prefix}val_mean_iou"] = round(float(iou), 4)
@@ -260,6 +311,10 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
         100 * scores["stage1_val_mean_dice"],
         100 * scores["val_mean_dice"],
     )
+    if "finished_val_mean_dice" in scores:
+        logger.info(
+            "the finished training stack (%s): Dice %.2f%%", FINISHED_MASK, 100 * scores["finished_val_mean_dice"]
+        )
     if scores["val_mean_dice"] < scores["stage1_val_mean_dice"]:
         logger.warning(
             "the SCM lowered the validation Dice from %.2f%% (stage 1) to %.2f%%: check the run, or segment "
@@ -268,6 +323,20 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
             100 * scores["val_mean_dice"],
         )
     return scores
+
+
+def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
+    """SCM window and training resolution from a known voxel size, where not given (nor fine-tuning)."""
+    if voxels.nm is None or own_recipe:
+        return {}
+    chosen = {}
+    if "scm_window" not in shared:
+        chosen["scm_window"] = scm_window_for(voxels.anisotropy)
+    if "downsample" not in shared:
+        chosen["downsample"] = downsample_for(0.5 * (voxels.nm[1] + voxels.nm[2]))
+    if chosen:
+        logger.info("from the voxel size: %s", ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+    return chosen
 
 
 def _hyper(source: Path, name: str, values: dict[str, Any]) -> dict[str, Any]:

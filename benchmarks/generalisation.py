@@ -1,0 +1,160 @@
+"""Train on several stacks as a user would, and score every output on the unlabeled slices (not a test).
+
+For each stack: ``emseg train``'s pipeline with ``--val-slices none`` (no label outside the labeled
+slices is read while training), the voxel size read from the file, then stage 1, the MPP targets,
+the final masks (what the run's bundle writes: stage 1 + SCM, or stage 1 alone where the run's MPP
+check decided so) and the finished training stack (``finished_mask.tif``) scored on the unlabeled
+slices, with the run's decision and the time.
+
+Stacks (``--stacks``, comma-separated):
+
+- ``epfl``: the EPFL training volume as is (5 nm isotropic), labeled 0, 5, ..., 155;
+- ``epfl8``: EPFL made anisotropic by keeping every 8th slice (40 nm sections of 5 nm pixels,
+  21 slices), labeled every 4th of those (0, 4, ..., 20): a proxy of serial-section TEM;
+- ``NAME=IMAGE;LABEL;LABELED[;Z,Y,X]`` (``--stack``, repeatable): any other stack with labels.
+
+    python benchmarks/generalisation.py --data-dir ../shared/data/epfl --output runs/gen --stacks epfl8 \\
+        --precision bf16
+
+Options left out take the shipped recipe (bundle/configs). Writes ``generalisation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from emseg_monai.data.slices import complement, parse_slice_spec
+from emseg_monai.evaluation import dice_iou, markdown_table
+from emseg_monai.io import read_mask, read_stack
+from emseg_monai.training.pipeline import train_pipeline
+
+STAGE_OPTIONS = ("epochs", "iterations_per_epoch", "precision", "seed")
+OUTPUTS = (
+    ("stage 1", "stage1_mask.tif"),
+    ("MPP targets", "mpp_mask.tif"),
+    ("final (bundle)", "final_mask.tif"),
+    ("finished stack", "finished_mask.tif"),
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="folder with EPFL's training.tif and training_groundtruth.tif")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--stacks", default="epfl,epfl8", help="epfl, epfl8 (comma-separated; '' for none)")
+    parser.add_argument("--stack", action="append", default=[], help="NAME=IMAGE;LABEL;LABELED[;Z,Y,X nm]")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--iterations", dest="iterations_per_epoch", type=int)
+    parser.add_argument("--precision")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="score runs already complete in --output")
+    return parser.parse_args()
+
+
+def write_calibrated(path: Path, array: np.ndarray, voxel_nm: tuple[float, float, float]) -> Path:
+    """An ImageJ TIFF recording its voxel size in nm (as microscopes' exports do)."""
+    z, y, x = voxel_nm
+    tifffile.imwrite(path, array, imagej=True, resolution=(1 / x, 1 / y), metadata={"spacing": z, "unit": "nm"})
+    return path
+
+
+def epfl_stacks(data: Path, out: Path, names: list[str]) -> dict[str, tuple]:
+    """(image, label, labeled, voxel size) of the EPFL-based stacks asked for, written under ``out``."""
+    stacks = {}
+    if not names:
+        return stacks
+    image, truth = read_stack(data / "training.tif"), read_mask(data / "training_groundtruth.tif")
+    label = truth.astype(np.uint8) * 255
+    if "epfl" in names:
+        folder = out / "data_epfl"
+        folder.mkdir(parents=True, exist_ok=True)
+        stacks["epfl"] = (
+            write_calibrated(folder / "image.tif", image, (5, 5, 5)),
+            write_calibrated(folder / "label.tif", label, (5, 5, 5)),
+            "0:156:5",
+        )
+    if "epfl8" in names:
+        folder = out / "data_epfl8"
+        folder.mkdir(parents=True, exist_ok=True)
+        stacks["epfl8"] = (
+            write_calibrated(folder / "image.tif", image[::8], (40, 5, 5)),
+            write_calibrated(folder / "label.tif", label[::8], (40, 5, 5)),
+            "every:4",
+        )
+    return stacks
+
+
+def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, labeled: str, voxel, out: Path) -> dict:
+    """Train (unless reused) and score one stack; returns its record."""
+    run = out / name
+    stage1 = {k: getattr(args, k) for k in STAGE_OPTIONS if getattr(args, k) is not None}
+    stage1["val_slices"] = "none"
+    start = time.perf_counter()
+    if not (args.reuse and (run / "finished_mask.tif").is_file()):
+        train_pipeline(image, label, labeled, run, stage1=stage1, scm=dict(stage1), voxel_size=voxel)
+    seconds = time.perf_counter() - start
+    truth = read_mask(label)
+    scored = complement(parse_slice_spec(labeled, truth.shape[0]), truth.shape[0])
+    scores = {}
+    for title, file in OUTPUTS:
+        dice, iou = dice_iou(read_mask(run / file), truth, scored)
+        scores[title] = {"dice": float(dice), "iou": float(iou)}
+    check = json.loads((run / "mpp_check.json").read_text())
+    metadata = json.loads((run / "configs" / "metadata.json").read_text())
+    return {
+        "stack": name,
+        "shape": list(truth.shape),
+        "labeled": labeled,
+        "scored_slices": int(scored.size),
+        "voxels": metadata.get("emseg_training", {}).get("voxels"),
+        "decision": check["reason"],
+        "use_scm": check["use_scm"],
+        "train_seconds": round(seconds, 1),
+        "scores": scores,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [s for s in args.stacks.split(",") if s]
+    if names and not args.data_dir:
+        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8")
+    stacks = {k: (*v, None) for k, v in epfl_stacks(Path(args.data_dir or "."), out, names).items()}
+    for spec in args.stack:
+        name, _, rest = spec.partition("=")
+        parts = rest.split(";")
+        if len(parts) not in (3, 4):
+            raise SystemExit(f"--stack must be NAME=IMAGE;LABEL;LABELED[;Z,Y,X], got {spec!r}")
+        stacks[name] = (Path(parts[0]), Path(parts[1]), parts[2], parts[3] if len(parts) == 4 else None)
+    records = [run_stack(args, name, *stack, out) for name, stack in stacks.items()]
+    (out / "generalisation.json").write_text(json.dumps(records, indent=1))
+    rows = []
+    for r in records:
+        s = r["scores"]
+        rows.append(
+            (
+                f"{r['stack']} ({r['scored_slices']} scored)",
+                *(100 * s[t]["dice"] for t, _ in OUTPUTS),
+                "yes" if r["use_scm"] else "no",
+                r["train_seconds"] / 60,
+            )
+        )
+    print()
+    header = ("stack", *(f"{t} Dice (%)" for t, _ in OUTPUTS), "SCM used", "minutes")
+    print(markdown_table(rows, header=header))
+    for r in records:
+        print(f"{r['stack']}: {r['decision']}")
+
+
+if __name__ == "__main__":
+    main()

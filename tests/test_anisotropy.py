@@ -1,0 +1,156 @@
+"""Voxel size (read, given, unknown), MPP's Z steps at a Z/XY ratio, and MPP's check on hidden labeled slices."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+
+from emseg_monai.errors import InputError
+from emseg_monai.io.voxels import (
+    VoxelSize,
+    downsample_for,
+    parse_voxel_size,
+    resolve_voxel_size,
+    scm_window_for,
+    voxel_size_nm,
+)
+from emseg_monai.training.mpp_check import STAGE1, candidate_settings, check_mpp
+from emseg_monai.transforms.mpp import bracket_majority, mpp, z_steps
+
+
+def test_imagej_tiff_voxel_size_in_nm_and_um(tmp_path):
+    stack = np.zeros((3, 8, 8), np.uint8)
+    tifffile.imwrite(
+        tmp_path / "nm.tif", stack, imagej=True, resolution=(1 / 4.6, 1 / 4.6), metadata={"spacing": 45, "unit": "nm"}
+    )
+    tifffile.imwrite(
+        tmp_path / "um.tif",
+        stack,
+        imagej=True,
+        resolution=(1 / 0.005, 1 / 0.005),
+        metadata={"spacing": 0.04, "unit": "um"},
+    )
+    assert voxel_size_nm(tmp_path / "nm.tif") == pytest.approx((45.0, 4.6, 4.6))
+    assert voxel_size_nm(tmp_path / "um.tif") == pytest.approx((40.0, 5.0, 5.0))
+
+
+def test_ome_tiff_voxel_size(tmp_path):
+    path = tmp_path / "s.ome.tif"
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.005, "PhysicalSizeY": 0.006, "PhysicalSizeZ": 0.05}
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), ome=True, metadata=meta)
+    assert voxel_size_nm(path) == pytest.approx((50.0, 6.0, 5.0))
+    tifffile.imwrite(tmp_path / "z.ome.tif", np.zeros((3, 8, 8), np.uint8), ome=True, metadata={"axes": "ZYX"})
+    assert voxel_size_nm(tmp_path / "z.ome.tif") is None  # no physical size: unknown, not 1 um
+
+
+def test_ome_zarr_voxel_size(tmp_path):
+    store = tmp_path / "s.zarr"
+    store.mkdir()
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    scale = [{"type": "scale", "scale": [40.0, 5.0, 5.0]}]
+    attrs = {"multiscales": [{"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}]}
+    (store / ".zattrs").write_text(json.dumps(attrs))
+    assert voxel_size_nm(store) == pytest.approx((40.0, 5.0, 5.0))
+    (store / ".zattrs").write_text(
+        json.dumps({"multiscales": [{"axes": ["z", "y", "x"], "datasets": [{"path": "0"}]}]})
+    )
+    assert voxel_size_nm(store) is None
+
+
+def test_given_voxel_size_wins_and_unknown_warns_once(tmp_path, caplog):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.zeros((4, 8, 8), np.uint8), photometric="minisblack")
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.io.voxels"):
+        unknown = resolve_voxel_size(path)
+    assert unknown == VoxelSize(None, "unknown") and unknown.anisotropy == 1.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "plain.tif records no voxel size" in warnings[0].getMessage()
+    given = resolve_voxel_size(path, "40,5,5")
+    assert given.nm == (40.0, 5.0, 5.0) and given.source == "given" and given.anisotropy == 8.0
+    assert "Z/XY = 8.00" in given.describe()
+
+
+@pytest.mark.parametrize("text", ["0,5,5", "a,b,c", "5,5", "-1", "nan,5,5"])
+def test_bad_voxel_size_is_one_line_error(text):
+    with pytest.raises(InputError, match="voxel size"):
+        parse_voxel_size(text)
+
+
+def test_window_and_resolution_from_voxel_size():
+    assert [scm_window_for(a) for a in (0.5, 1.0, 1.5, 2.0, 4.0, 8.0, 10.0, 30.0)] == [15, 15, 11, 9, 5, 3, 3, 3]
+    assert [downsample_for(x) for x in (2.5, 4.6, 5.0, 7.0, 10.0, 20.0)] == [4.0, 2.0, 2.0, 1.0, 1.0, 1.0]
+
+
+def test_z_steps_scale_erosions_and_drop_far_votes():
+    assert z_steps(1.0) == {"erosions_per_step": 3, "vote_distances": [1, 2], "bracket_max_gap": 10.0}
+    assert z_steps(1.5)["vote_distances"] == [1] and z_steps(1.5)["erosions_per_step"] == 5  # 4.5 rounds up
+    assert z_steps(2.0)["vote_distances"] == [1] and z_steps(2.0)["erosions_per_step"] == 6
+    assert z_steps(2.5)["vote_distances"] == [] and z_steps(8.0)["bracket_max_gap"] == 1.25
+    with pytest.raises(InputError, match="anisotropy must be a positive number"):
+        z_steps(0)
+
+
+def _blobs(seed, shape=(13, 48, 48), continuous=True):
+    """A (Z, Y, X) bool stack of discs: fixed along Z (continuous) or moved every slice (thick sections)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[1], : shape[2]]
+    out = np.zeros(shape, bool)
+    centres = rng.integers(8, shape[1] - 8, size=(5, 2))
+    for z in range(shape[0]):
+        if not continuous:
+            centres = rng.integers(8, shape[1] - 8, size=(5, 2))
+        for cy, cx in centres:
+            out[z] |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 25
+    return out
+
+
+def test_anisotropy_equals_the_rescaled_isotropic_settings():
+    truth = _blobs(0)
+    noisy = truth & (np.arange(13) % 3 == 0)[:, None, None]  # stage 1 missed most slices: spreading matters
+    labeled = [0, 4, 8, 12]
+    kw = dict(min_size=4, spread_min_size=4)
+    scaled = mpp(noisy, truth, labeled, erosions_per_step=2, anisotropy=2.0, **kw)
+    by_hand = mpp(noisy, truth, labeled, erosions_per_step=4, vote_distances=(1,), bracket_reach=5.0, **kw)
+    assert np.array_equal(scaled, by_hand)
+    plain = dict(vote_distances=(), bracket_vote=False, erosions_per_step=2, **kw)  # the spread alone
+    assert not np.array_equal(mpp(noisy, truth, labeled, anisotropy=2.0, **plain), mpp(noisy, truth, labeled, **plain))
+    # at 8 no vote runs and the bracket is off for gaps of 4: only cleaning and spreading remain
+    aniso = mpp(noisy, truth, labeled, erosions_per_step=1, anisotropy=8.0, **kw)
+    no_votes = mpp(noisy, truth, labeled, erosions_per_step=8, vote_distances=(), bracket_vote=False, **kw)
+    assert np.array_equal(aniso, no_votes)
+
+
+def test_bracket_vote_skips_gaps_beyond_its_reach():
+    mask = np.zeros((11, 4, 4), bool)
+    mask[0] = mask[4] = mask[10] = True  # labeled slices 0, 4, 10 all on; unlabeled off
+    near = bracket_majority(mask, np.array([0, 4, 10]), max_gap=4)
+    assert near[1:4].all() and not near[5:10].any()  # gap 4 votes, gap 6 keeps its values
+    assert bracket_majority(mask, np.array([0, 4, 10]))[5:10].all()
+
+
+def test_check_keeps_mpp_where_z_is_continuous():
+    truth = _blobs(2, continuous=True)
+    stage1 = truth ^ (np.random.default_rng(3).random(truth.shape) < 0.08)
+    labeled = np.arange(0, 13, 2)
+    result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}))
+    assert result["checked"] and result["held_out"] == [2, 4, 6, 8, 10]
+    assert result["dice"]["mpp"] > result["dice"][STAGE1] + 0.005 and result["use_scm"]
+    assert result["choice"] == "mpp" and "beats stage 1" in result["reason"]
+
+
+def test_check_falls_back_to_stage1_where_slices_do_not_follow_each_other():
+    truth = _blobs(4, continuous=False)  # objects move every slice: Z votes and spreading mislead
+    stage1 = truth.copy()
+    stage1[:, :, :2] = ~stage1[:, :, :2]  # a small, slice-local error stage 1 makes
+    labeled = np.arange(0, 13, 2)
+    result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}))
+    assert result["dice"]["mpp"] < result["dice"][STAGE1]
+    assert not result["use_scm"] and "stage 1 alone" in result["reason"]
+
+
+def test_check_needs_three_labeled_slices():
+    truth = _blobs(5)
+    result = check_mpp(truth, truth, np.array([0, 12]), candidate_settings({}))
+    assert not result["checked"] and result["use_scm"] and "needs 3" in result["reason"]
