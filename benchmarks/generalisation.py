@@ -16,7 +16,9 @@ Stacks (``--stacks``, comma-separated):
     python benchmarks/generalisation.py --data-dir ../shared/data/epfl --output runs/gen --stacks epfl8 \\
         --precision bf16
 
-Options left out take the shipped recipe (bundle/configs). Writes ``generalisation.json``.
+Options left out take the shipped recipe (bundle/configs). ``--models bundle/`` skips training: the
+bundle's weights segment each stack (stage 1 and final), then MPP's check and the finishing run as
+in a training run. Writes ``generalisation.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ import tifffile
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.evaluation import dice_iou, markdown_table
 from emseg_monai.io import read_mask, read_stack
+from emseg_monai.io.voxels import resolve_voxel_size
 from emseg_monai.training.pipeline import train_pipeline
+from emseg_monai.training.targets import finish_stack, run_mpp
+from emseg_monai.workflows import segment_file
 
 STAGE_OPTIONS = ("epochs", "iterations_per_epoch", "precision", "seed")
 OUTPUTS = (
@@ -55,13 +60,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="score runs already complete in --output")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted runs in --output")
+    parser.add_argument(
+        "--models", help="no training: segment with this bundle (e.g. bundle/), then MPP's check and the finishing"
+    )
     return parser.parse_args()
 
 
 def write_calibrated(path: Path, array: np.ndarray, voxel_nm: tuple[float, float, float]) -> Path:
     """An ImageJ TIFF recording its voxel size in nm (as microscopes' exports do)."""
     z, y, x = voxel_nm
-    tifffile.imwrite(path, array, imagej=True, resolution=(1 / x, 1 / y), metadata={"spacing": z, "unit": "nm"})
+    tifffile.imwrite(
+        path, array, imagej=True, resolution=(1 / x, 1 / y), metadata={"axes": "ZYX", "spacing": z, "unit": "nm"}
+    )
     return path
 
 
@@ -97,8 +108,14 @@ def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, lab
     stage1 = {k: getattr(args, k) for k in STAGE_OPTIONS if getattr(args, k) is not None}
     stage1["val_slices"] = "none"
     start = time.perf_counter()
-    if not (args.reuse and (run / "finished_mask.tif").is_file()):
-        train_pipeline(image, label, labeled, run, stage1=stage1, scm=dict(stage1), voxel_size=voxel)
+    if args.reuse and (run / "finished_mask.tif").is_file():
+        pass
+    elif args.models:
+        with_bundle(Path(args.models), image, label, labeled, voxel, run)
+    else:
+        train_pipeline(
+            image, label, labeled, run, stage1=stage1, scm=dict(stage1), voxel_size=voxel, resume=args.resume
+        )
     seconds = time.perf_counter() - start
     truth = read_mask(label)
     scored = complement(parse_slice_spec(labeled, truth.shape[0]), truth.shape[0])
@@ -107,18 +124,40 @@ def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, lab
         dice, iou = dice_iou(read_mask(run / file), truth, scored)
         scores[title] = {"dice": float(dice), "iou": float(iou)}
     check = json.loads((run / "mpp_check.json").read_text())
-    metadata = json.loads((run / "configs" / "metadata.json").read_text())
+    metadata_file = run / "configs" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
     return {
         "stack": name,
         "shape": list(truth.shape),
         "labeled": labeled,
         "scored_slices": int(scored.size),
-        "voxels": metadata.get("emseg_training", {}).get("voxels"),
+        "voxels": metadata.get("emseg_training", {}).get("voxels", resolve_voxel_size(image, voxel).as_record()),
+        "models": args.models or "trained here",
         "decision": check["reason"],
         "use_scm": check["use_scm"],
         "train_seconds": round(seconds, 1),
         "scores": scores,
     }
+
+
+def with_bundle(models: Path, image: Path, label: Path, labeled: str, voxel, run: Path) -> None:
+    """The outputs of a run, made with an existing bundle's weights instead of training them."""
+    run.mkdir(parents=True, exist_ok=True)
+    segment_file(image, run / "final_mask.tif", models, save_stage1=True, overwrite=True)
+    (run / "final_mask_stage1_mask.tif").replace(run / "stage1_mask.tif")
+    anisotropy = resolve_voxel_size(image, voxel).anisotropy
+    mpp_file = run / "mpp_mask.tif"
+    run_mpp(
+        run / "stage1_mask.tif",
+        label,
+        labeled,
+        mpp_file,
+        True,
+        report_file=run / "mpp_check.json",
+        anisotropy=anisotropy,
+    )
+    settings = json.loads((run / "mpp_check.json").read_text())["settings"]
+    finish_stack(run / "final_mask.tif", label, labeled, run / "finished_mask.tif", settings)
 
 
 def main() -> None:

@@ -85,8 +85,9 @@ def test_window_and_resolution_from_voxel_size():
 
 def test_z_steps_scale_erosions_and_drop_far_votes():
     assert z_steps(1.0) == {"erosions_per_step": 3, "vote_distances": [1, 2], "bracket_max_gap": 10.0}
-    assert z_steps(1.5)["vote_distances"] == [1] and z_steps(1.5)["erosions_per_step"] == 5  # 4.5 rounds up
-    assert z_steps(2.0)["vote_distances"] == [1] and z_steps(2.0)["erosions_per_step"] == 6
+    assert z_steps(1.5)["vote_distances"] == [1] and z_steps(1.5)["erosions_per_step"] == 4  # 3 * 1.22 = 3.67
+    assert z_steps(4.0)["vote_distances"] == [] and z_steps(4.0)["erosions_per_step"] == 6  # 3 * 2
+    assert z_steps(8.0, erosions_per_step=2)["erosions_per_step"] == 6  # 2 * 2.83 = 5.66
     assert z_steps(2.5)["vote_distances"] == [] and z_steps(8.0)["bracket_max_gap"] == 1.25
     with pytest.raises(InputError, match="anisotropy must be a positive number"):
         z_steps(0)
@@ -111,14 +112,14 @@ def test_anisotropy_equals_the_rescaled_isotropic_settings():
     noisy = truth & (np.arange(13) % 3 == 0)[:, None, None]  # stage 1 missed most slices: spreading matters
     labeled = [0, 4, 8, 12]
     kw = dict(min_size=4, spread_min_size=4)
-    scaled = mpp(noisy, truth, labeled, erosions_per_step=2, anisotropy=2.0, **kw)
-    by_hand = mpp(noisy, truth, labeled, erosions_per_step=4, vote_distances=(1,), bracket_reach=5.0, **kw)
+    scaled = mpp(noisy, truth, labeled, erosions_per_step=2, anisotropy=4.0, **kw)
+    by_hand = mpp(noisy, truth, labeled, erosions_per_step=4, vote_distances=(), bracket_reach=2.5, **kw)
     assert np.array_equal(scaled, by_hand)
     plain = dict(vote_distances=(), bracket_vote=False, erosions_per_step=2, **kw)  # the spread alone
-    assert not np.array_equal(mpp(noisy, truth, labeled, anisotropy=2.0, **plain), mpp(noisy, truth, labeled, **plain))
+    assert not np.array_equal(mpp(noisy, truth, labeled, anisotropy=4.0, **plain), mpp(noisy, truth, labeled, **plain))
     # at 8 no vote runs and the bracket is off for gaps of 4: only cleaning and spreading remain
     aniso = mpp(noisy, truth, labeled, erosions_per_step=1, anisotropy=8.0, **kw)
-    no_votes = mpp(noisy, truth, labeled, erosions_per_step=8, vote_distances=(), bracket_vote=False, **kw)
+    no_votes = mpp(noisy, truth, labeled, erosions_per_step=3, vote_distances=(), bracket_vote=False, **kw)
     assert np.array_equal(aniso, no_votes)
 
 
@@ -154,3 +155,67 @@ def test_check_needs_three_labeled_slices():
     truth = _blobs(5)
     result = check_mpp(truth, truth, np.array([0, 12]), candidate_settings({}))
     assert not result["checked"] and result["use_scm"] and "needs 3" in result["reason"]
+
+
+TINY_STAGE = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_slices": "none"}
+TINY_SHARED = {"features": [4, 4, 8, 8, 16, 4], "downsample": 1}
+TINY_MPP = {"min_size": 4, "spread_min_size": 4, "erosions_per_step": 1}
+
+
+def test_tiny_run_records_its_decision_and_finishes_its_stack(tiny_run, tiny_data):
+    from emseg_monai.io import read_mask
+
+    check = json.loads((tiny_run / "mpp_check.json").read_text())
+    assert check["checked"] and check["held_out"] == [3, 6] and set(check["dice"]) == {STAGE1, *candidate_settings({})}
+    meta = json.loads((tiny_run / "configs" / "metadata.json").read_text())
+    record = meta["emseg_training"]
+    assert record["voxels"] == {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0}
+    assert record["mpp_check"]["use_scm"] is True and "overruled: use_scm true" in record["mpp_check"]["reason"]
+    assert "### What the run decided" in (tiny_run / "docs" / "README.md").read_text()
+    finished, truth = read_mask(tiny_run / "finished_mask.tif"), read_mask(tiny_data / "label.tif")
+    labeled = [0, 3, 6, 9]
+    assert np.array_equal(finished[labeled], truth[labeled])  # the labels are kept exactly
+    assert 0 <= meta["eval_metrics"]["finished_val_mean_dice"] <= 1
+
+
+def test_a_run_whose_check_fails_segments_with_stage1_alone(tiny_data, tmp_path):
+    from emseg_monai.io import read_mask
+    from emseg_monai.training.bundle import config_defaults
+    from emseg_monai.training.pipeline import train_pipeline
+
+    run = tmp_path / "run"
+    mpp_options = {**TINY_MPP, "check_margin": 1.0}  # no MPP can gain a whole Dice: the fallback must follow
+    args = (tiny_data / "image.tif", tiny_data / "label.tif", "every:3", run)
+    train_pipeline(*args, stage1=TINY_STAGE, scm=TINY_STAGE, mpp=mpp_options, shared=TINY_SHARED, device="cpu")
+    assert config_defaults(run / "configs" / "inference.yaml")["use_scm"] is False
+    assert np.array_equal(read_mask(run / "final_mask.tif"), read_mask(run / "stage1_mask.tif"))
+    assert (run / "models" / "scm.pt").is_file()  # trained all the same: --use_scm true runs it
+    assert "stage 1 alone" in (run / "docs" / "README.md").read_text()
+
+
+def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
+    from emseg_monai.io import read_stack
+    from emseg_monai.training.bundle import config_defaults
+    from emseg_monai.training.pipeline import train_pipeline
+
+    image = tmp_path / "sections.tif"
+    tifffile.imwrite(
+        image,
+        read_stack(tiny_data / "image.tif"),
+        imagej=True,
+        resolution=(1 / 5, 1 / 5),
+        metadata={"axes": "ZYX", "spacing": 40, "unit": "nm"},
+    )
+    run = tmp_path / "run"
+    train_pipeline(
+        image, tiny_data / "label.tif", "every:3", run, stage1=TINY_STAGE, scm=TINY_STAGE, mpp=TINY_MPP,
+        shared=TINY_SHARED, device="cpu",
+    )  # fmt: skip
+    assert config_defaults(run / "configs" / "inference.yaml")["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
+    assert config_defaults(run / "configs" / "mpp.yaml")["voxel_size"] == "40,5,5"
+    check = json.loads((run / "mpp_check.json").read_text())
+    assert check["z_steps"] == {"erosions_per_step": 3, "vote_distances": [], "bracket_max_gap": 1.25}
+    meta = json.loads((run / "configs" / "metadata.json").read_text())
+    assert (
+        meta["emseg_training"]["voxels"]["anisotropy"] == 8.0 and meta["emseg_training"]["voxels"]["source"] == "file"
+    )

@@ -82,6 +82,12 @@ CASES = {
     "labeled-slice spec unreadable": ([*TRAIN, "--labeled", "every:x"], ["every:x"]),
     "SCM window even": ([*TRAIN, "--labeled", "0", "--window", "4"], ["odd", "got 4"]),
     "SCM window below 1": ([*TRAIN, "--labeled", "0", "--window", "-1"], ["got -1"]),
+    "voxel size of zero": ([*TRAIN, "--labeled", "0", "--voxel-size", "0,5,5"], ["voxel size", "'0,5,5'"]),
+    "voxel size not numbers": ([*TRAIN, "--labeled", "0", "--voxel-size", "thick"], ["voxel size", "'thick'"]),
+    "use-scm neither auto, true nor false": (
+        [*TRAIN, "--labeled", "0", "--use-scm", "maybe"],
+        ["--use-scm", "'maybe'"],
+    ),
     "output folder does not exist": (["segment", "image.tif", "no_dir/out.tif"], ["does not exist", "no_dir"]),
     "output exists": (["segment", "image.tif", "existing.tif"], ["exists", "existing.tif"]),
     "segment on a missing GPU": (["segment", "image.tif", "out.tif", "--device", "cuda"], ["'cuda'", "use cpu"]),
