@@ -33,7 +33,7 @@ import numpy as np
 import tifffile
 
 from emseg_monai.data.slices import complement, parse_slice_spec
-from emseg_monai.evaluation import dice_iou, markdown_table
+from emseg_monai.evaluation import dice_iou
 from emseg_monai.io import read_mask, read_stack
 from emseg_monai.io.voxels import resolve_voxel_size
 from emseg_monai.training.pipeline import train_pipeline
@@ -108,7 +108,8 @@ def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, lab
     stage1 = {k: getattr(args, k) for k in STAGE_OPTIONS if getattr(args, k) is not None}
     stage1["val_slices"] = "none"
     start = time.perf_counter()
-    if args.reuse and (run / "finished_mask.tif").is_file():
+    reused = args.reuse and (run / "finished_mask.tif").is_file()
+    if reused:
         pass
     elif args.models:
         with_bundle(Path(args.models), image, label, labeled, voxel, run)
@@ -117,6 +118,9 @@ def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, lab
             image, label, labeled, run, stage1=stage1, scm=dict(stage1), voxel_size=voxel, resume=args.resume
         )
     seconds = time.perf_counter() - start
+    earlier = out / "generalisation.json"
+    if reused and earlier.is_file():  # keep the time the run took when it was made
+        seconds = next((r["train_seconds"] for r in json.loads(earlier.read_text()) if r["stack"] == name), seconds)
     truth = read_mask(label)
     scored = complement(parse_slice_spec(labeled, truth.shape[0]), truth.shape[0])
     scores = {}
@@ -177,20 +181,13 @@ def main() -> None:
         stacks[name] = (Path(parts[0]), Path(parts[1]), parts[2], parts[3] if len(parts) == 4 else None)
     records = [run_stack(args, name, *stack, out) for name, stack in stacks.items()]
     (out / "generalisation.json").write_text(json.dumps(records, indent=1))
-    rows = []
-    for r in records:
-        s = r["scores"]
-        rows.append(
-            (
-                f"{r['stack']} ({r['scored_slices']} scored)",
-                *(100 * s[t]["dice"] for t, _ in OUTPUTS),
-                "yes" if r["use_scm"] else "no",
-                r["train_seconds"] / 60,
-            )
-        )
     print()
-    header = ("stack", *(f"{t} Dice (%)" for t, _ in OUTPUTS), "SCM used", "minutes")
-    print(markdown_table(rows, header=header))
+    print("| stack | " + " | ".join(f"{t} Dice (%)" for t, _ in OUTPUTS) + " | SCM used | minutes |")
+    print("|---|" + "---:|" * (len(OUTPUTS) + 2))
+    for r in records:
+        dice = " | ".join(f"{100 * r['scores'][t]['dice']:.2f}" for t, _ in OUTPUTS)
+        used = "yes" if r["use_scm"] else "no"
+        print(f"| {r['stack']} ({r['scored_slices']} scored) | {dice} | {used} | {r['train_seconds'] / 60:.1f} |")
     for r in records:
         print(f"{r['stack']}: {r['decision']}")
 

@@ -106,7 +106,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.block_size is not None and args.block_size < 1:  # 0 is "whole volume" in the config, not here
         raise InputError(f"--block-size must be at least 1 slice, got {args.block_size}")
     overrides = {key: None if getattr(args, name) is False else getattr(args, name) for name, key in SEGMENT.items()}
-    overrides.update(use_scm=False if args.no_scm else None, overwrite=args.overwrite)
+    if args.no_scm and args.scm:
+        raise InputError("--no-scm and --scm contradict each other: give one")
+    overrides.update(use_scm=False if args.no_scm else (True if args.scm else None), overwrite=args.overwrite)
     for stats in segment_file(args.image, args.output, args.models, **overrides):
         shape = stats["shape"]
         print(

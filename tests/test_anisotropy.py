@@ -86,8 +86,8 @@ def test_window_and_resolution_from_voxel_size():
 def test_z_steps_scale_erosions_and_drop_far_votes():
     assert z_steps(1.0) == {"erosions_per_step": 3, "vote_distances": [1, 2], "bracket_max_gap": 10.0}
     assert z_steps(1.5)["vote_distances"] == [1] and z_steps(1.5)["erosions_per_step"] == 4  # 3 * 1.22 = 3.67
-    assert z_steps(4.0)["vote_distances"] == [] and z_steps(4.0)["erosions_per_step"] == 6  # 3 * 2
-    assert z_steps(8.0, erosions_per_step=2)["erosions_per_step"] == 6  # 2 * 2.83 = 5.66
+    assert z_steps(4.0)["vote_distances"] == [] and z_steps(4.0)["erosions_per_step"] == 8  # 3 * 2.52
+    assert z_steps(8.0, erosions_per_step=2)["erosions_per_step"] == 8  # 2 * 8 ** (2/3)
     assert z_steps(2.5)["vote_distances"] == [] and z_steps(8.0)["bracket_max_gap"] == 1.25
     with pytest.raises(InputError, match="anisotropy must be a positive number"):
         z_steps(0)
@@ -113,13 +113,13 @@ def test_anisotropy_equals_the_rescaled_isotropic_settings():
     labeled = [0, 4, 8, 12]
     kw = dict(min_size=4, spread_min_size=4)
     scaled = mpp(noisy, truth, labeled, erosions_per_step=2, anisotropy=4.0, **kw)
-    by_hand = mpp(noisy, truth, labeled, erosions_per_step=4, vote_distances=(), bracket_reach=2.5, **kw)
+    by_hand = mpp(noisy, truth, labeled, erosions_per_step=5, vote_distances=(), bracket_reach=2.5, **kw)
     assert np.array_equal(scaled, by_hand)
     plain = dict(vote_distances=(), bracket_vote=False, erosions_per_step=2, **kw)  # the spread alone
     assert not np.array_equal(mpp(noisy, truth, labeled, anisotropy=4.0, **plain), mpp(noisy, truth, labeled, **plain))
     # at 8 no vote runs and the bracket is off for gaps of 4: only cleaning and spreading remain
     aniso = mpp(noisy, truth, labeled, erosions_per_step=1, anisotropy=8.0, **kw)
-    no_votes = mpp(noisy, truth, labeled, erosions_per_step=3, vote_distances=(), bracket_vote=False, **kw)
+    no_votes = mpp(noisy, truth, labeled, erosions_per_step=4, vote_distances=(), bracket_vote=False, **kw)
     assert np.array_equal(aniso, no_votes)
 
 
@@ -191,6 +191,11 @@ def test_a_run_whose_check_fails_segments_with_stage1_alone(tiny_data, tmp_path)
     assert np.array_equal(read_mask(run / "final_mask.tif"), read_mask(run / "stage1_mask.tif"))
     assert (run / "models" / "scm.pt").is_file()  # trained all the same: --use_scm true runs it
     assert "stage 1 alone" in (run / "docs" / "README.md").read_text()
+    from emseg_monai.cli import main
+
+    forced = tmp_path / "forced.tif"
+    assert main(["--quiet", "segment", str(tiny_data / "image.tif"), str(forced), "--models", str(run), "--scm"]) == 0
+    assert not np.array_equal(read_mask(forced), read_mask(run / "final_mask.tif"))  # the SCM ran and changed masks
 
 
 def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
@@ -214,8 +219,23 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     assert config_defaults(run / "configs" / "inference.yaml")["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
     assert config_defaults(run / "configs" / "mpp.yaml")["voxel_size"] == "40,5,5"
     check = json.loads((run / "mpp_check.json").read_text())
-    assert check["z_steps"] == {"erosions_per_step": 3, "vote_distances": [], "bracket_max_gap": 1.25}
+    assert check["z_steps"] == {"erosions_per_step": 4, "vote_distances": [], "bracket_max_gap": 1.25}
     meta = json.loads((run / "configs" / "metadata.json").read_text())
     assert (
         meta["emseg_training"]["voxels"]["anisotropy"] == 8.0 and meta["emseg_training"]["voxels"]["source"] == "file"
     )
+
+
+def test_mpp_sizes_follow_the_pixel_size_unless_given():
+    from emseg_monai import default_bundle_root
+    from emseg_monai.training.pipeline import _mpp_sizes
+
+    root = default_bundle_root()
+    assert _mpp_sizes(VoxelSize((50.0, 10.0, 10.0), "given"), root, {}, False) == {
+        "min_size": 75,
+        "spread_min_size": 112,
+    }
+    assert _mpp_sizes(VoxelSize((50.0, 10.0, 10.0), "given"), root, {"min_size": 9}, False) == {"spread_min_size": 112}
+    assert _mpp_sizes(VoxelSize((5.0, 5.0, 5.0), "file"), root, {}, False) == {"min_size": 300, "spread_min_size": 450}
+    assert _mpp_sizes(VoxelSize(None, "unknown"), root, {}, False) == {}
+    assert _mpp_sizes(VoxelSize((50.0, 10.0, 10.0), "given"), root, {}, True) == {}  # fine-tuning keeps the run's

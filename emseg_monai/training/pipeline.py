@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 FINAL_MASK = "final_mask.tif"
 FINISHED_MASK = "finished_mask.tif"
 MPP_REPORT = "mpp_check.json"
+# finishing a run that falls back to stage 1: the labeled slices' ground truth in, nothing else changed
+KEEP_LABELS_ONLY = {"min_size": 0, "spread": False, "vote_distances": (), "bracket_vote": False}
+REFERENCE_MPP_PIXEL_NM = 5.0  # mpp.yaml's min_size and spread_min_size are set for 5 nm pixels (EPFL)
 
 
 def check_new_folder(path: str | Path, overwrite: bool) -> Path:
@@ -196,9 +199,12 @@ def train_pipeline(
     if voxel_size is None:  # a fine-tuned run keeps the voxel size it was given
         voxel_size = config_defaults(config_path("mpp.yaml", source)).get("voxel_size")
     voxels = resolve_voxel_size(image_file, voxel_size)
-    shared.update(_voxel_defaults(voxels, shared, bundle is not None and init_from is not None))
-    logger.info("%s: MPP Z steps %s", voxels.describe(), z_steps(voxels.anisotropy))
-    mpp = {**(mpp or {}), "anisotropy": voxels.anisotropy}
+    own_recipe = bundle is not None and init_from is not None
+    shared.update(_voxel_defaults(voxels, shared, own_recipe))
+    given_mpp = {k: v for k, v in (mpp or {}).items() if v is not None}
+    mpp = {**_mpp_sizes(voxels, source, given_mpp, own_recipe), **given_mpp, "anisotropy": voxels.anisotropy}
+    erosions = mpp.get("erosions_per_step", config_defaults(config_path("mpp.yaml", source))["erosions_per_step"])
+    logger.info("%s: MPP Z steps %s", voxels.describe(), z_steps(voxels.anisotropy, erosions))
     if voxels.nm is not None:
         mpp["voxel_size"] = ",".join(f"{v:g}" for v in voxels.nm)
     common = {
@@ -262,7 +268,8 @@ def train_pipeline(
         rerun = True
     if rerun or not (out / FINISHED_MASK).is_file():
         start = time.perf_counter()
-        finish_stack(out / FINAL_MASK, label_file, labeled_slices, out / FINISHED_MASK, check["settings"])
+        finishing = check["settings"] if check["use_scm"] else KEEP_LABELS_ONLY  # MPP unproven: labels only
+        finish_stack(out / FINAL_MASK, label_file, labeled_slices, out / FINISHED_MASK, finishing)
         times["finish the training stack"] = time.perf_counter() - start
     metrics = validation_scores(out, label_file, labeled_slices, (stage1 or {}).get("val_slices", "rest"))
     record = {
@@ -337,6 +344,18 @@ def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool)
     if chosen:
         logger.info("from the voxel size: %s", ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
     return chosen
+
+
+def _mpp_sizes(voxels: VoxelSize, source: Path, given: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
+    """MPP's object sizes (px, set for 5 nm pixels) for this stack's pixel size, where not given."""
+    if voxels.nm is None or own_recipe:
+        return {}
+    area = (REFERENCE_MPP_PIXEL_NM / (0.5 * (voxels.nm[1] + voxels.nm[2]))) ** 2
+    defaults = config_defaults(config_path("mpp.yaml", source))
+    sizes = {k: int(round(defaults[k] * area)) for k in ("min_size", "spread_min_size") if given.get(k) is None}
+    if area != 1.0 and sizes:
+        logger.info("MPP sizes for %g nm pixels: %s", voxels.nm[2], ", ".join(f"{k} {v} px" for k, v in sizes.items()))
+    return sizes
 
 
 def _hyper(source: Path, name: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,15 @@ Steps (``mpp``), after the authors' public code (see docs/method.md):
    removed after each vote.
 
 The defaults were tuned on isotropic 5 nm FIB-SEM (EPFL). ``anisotropy`` (Z spacing / XY pixel
-size) rescales the Z steps for thicker sections: the erosions per step grow with its square root
-(an object's outline moves further from one section to the next; on EPFL kept at every 8th slice,
-ratio 8, 8 erosions per section scored 88.68 Dice where 24, the linear rule, erased the spread and
-3 gave 81.49), and a vote only runs where its Z reach, in units of the XY pixel size, stays within
+size) rescales the Z steps for thicker sections: the erosions per step grow with its power 2/3
+(an object's outline moves further from one section to the next). That rule was picked on the one
+anisotropic stack here, EPFL kept at every 8th slice (ratio 8): of 3, 6, 8, 12 and 24 erosions per
+section, 12 scored best in two training runs (Dice on the unlabeled slices 88.99 and 91.84, against
+88.68 / 91.18 for 8, the square-root rule, and 88.41 / 91.56 for 24, the linear one; the isotropic
+3 gave 81.49 / 82.97). A vote only runs where its Z reach, in units of the XY pixel size, stays within
 ``vote_reach`` (the (z-d, z+d) votes: ``d * anisotropy``) or ``bracket_reach`` (the bracket vote:
 the labeled-slice gap times ``anisotropy``). At ``anisotropy`` 1 the steps are those above; at 8
-(40 nm sections of 5 nm pixels) no vote runs and the spread erodes 8 pixels per section.
+(40 nm sections of 5 nm pixels) no vote runs and the spread erodes 12 pixels per section.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def mpp(
         Spread the labeled slices' ground truth (step 2); false: only cleaning and votes.
     anisotropy : float
         Z spacing over XY pixel size (1: isotropic). Erosions per step become
-        ``round(erosions_per_step * sqrt(anisotropy))``; see ``vote_reach`` and ``bracket_reach``.
+        ``round(erosions_per_step * anisotropy ** (2/3))``; see ``vote_reach`` and ``bracket_reach``.
     vote_reach : float
         Largest ``d * anisotropy`` of a (z - d, z, z + d) vote that runs (others are skipped).
     bracket_reach : float
@@ -237,7 +239,7 @@ def z_steps(
     >>> z_steps(1.0)
     {'erosions_per_step': 3, 'vote_distances': [1, 2], 'bracket_max_gap': 10.0}
     >>> z_steps(8.0)
-    {'erosions_per_step': 8, 'vote_distances': [], 'bracket_max_gap': 1.25}
+    {'erosions_per_step': 12, 'vote_distances': [], 'bracket_max_gap': 1.25}
     """
     try:
         ratio = float(anisotropy)
@@ -247,7 +249,7 @@ def z_steps(
         ) from None
     if not np.isfinite(ratio) or ratio <= 0:
         raise InputError(f"anisotropy must be a positive number (Z spacing / XY pixel size), got {anisotropy!r}")
-    erosions = int(np.floor(int(erosions_per_step) * np.sqrt(ratio) + 0.5)) if erosions_per_step > 0 else 0
+    erosions = int(np.floor(int(erosions_per_step) * ratio ** (2 / 3) + 0.5)) if erosions_per_step > 0 else 0
     votes = [int(d) for d in vote_distances if int(d) * ratio <= float(vote_reach) + 1e-9]
     return {"erosions_per_step": erosions, "vote_distances": votes, "bracket_max_gap": float(bracket_reach) / ratio}
 
