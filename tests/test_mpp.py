@@ -109,3 +109,27 @@ def test_mpp_transforms_channel_first_and_dict():
         {"pred": stack.astype(bool), "label": stack}
     )
     assert d["pred"].dtype == bool and d["pred"].shape == stack.shape
+
+
+def test_mpp_defaults_are_the_configs():
+    """``mpp()`` called without options does what ``mpp.yaml`` does: the two sets of defaults agree."""
+    import inspect
+    from pathlib import Path
+
+    from emseg_monai import default_bundle_root
+    from emseg_monai.training.bundle import config_defaults
+
+    config = config_defaults(Path(default_bundle_root()) / "configs" / "mpp.yaml")
+    signature = inspect.signature(mpp).parameters
+    keys = ("min_size", "spread_min_size", "erosions_per_step", "vote_distances", "bracket_vote")
+    keys += ("vote_reach", "bracket_reach")
+    for key in keys:
+        default = signature[key].default
+        assert (list(default) if isinstance(default, tuple) else default) == config[key], key
+
+
+@pytest.mark.parametrize("labeled", [[-1], [0, -2], [4]])
+def test_mpp_refuses_labeled_slices_outside_the_stack_on_both_ends(labeled):
+    mask = np.zeros((4, 8, 8), bool)
+    with pytest.raises(InputError, match="outside the stack of 4 slices"):
+        mpp(mask, mask, labeled)
