@@ -36,11 +36,11 @@ MODULES = {
     "and not channels_last and not resume and not backend'",
     "emseg_monai/transforms/piecewise_affine.py": "tests/test_piecewise_affine.py",
     "emseg_monai/transforms/windows.py": "tests/test_windows.py",
-    "emseg_monai/transforms/stacks.py": "tests/test_windows.py tests/test_datasets.py",
+    "emseg_monai/transforms/stacks.py": "tests/test_normalize.py tests/test_inference.py",
     "emseg_monai/data/slices.py": "tests/test_slices.py",
     "emseg_monai/data/normalize.py": "tests/test_normalize.py",
     "emseg_monai/data/datasets.py": "tests/test_datasets.py",
-    "emseg_monai/inference/inferer.py": "tests/test_inference.py tests/test_layers.py",
+    "emseg_monai/inference/inferer.py": "tests/test_bundle_product.py tests/test_workflows.py",
     "emseg_monai/inference/block.py": "tests/test_blockwise.py -k 'not dask and not kill'",
     "emseg_monai/handlers/checkpoint.py": "tests/test_edges.py tests/test_resume.py -k 'not sigterm'",
 }
