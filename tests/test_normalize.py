@@ -155,3 +155,21 @@ def test_resize_slices_prepare_equals_preparing_first(size):
     got = resize_slices(stack, size, prepare=lambda chunk: normalize_stack(chunk, value_range))
     np.testing.assert_array_equal(got, resize_slices(normalize_stack(stack, value_range), size))
     assert got.dtype == np.float32 and got.shape == (37, *size)
+
+
+def test_to_mask_thresholds_exactly_for_uint8_and_float_probabilities():
+    from emseg_monai.transforms.stacks import to_mask
+
+    stored = np.array([0, 127, 128, 255], dtype=np.uint8)
+    out = to_mask(stored)
+    assert out.dtype == np.uint8 and out.tolist() == [0, 0, 255, 255]
+    assert to_mask(stored, threshold=0.25).tolist() == [0, 255, 255, 255]
+    assert to_mask(np.array([0.0, 0.49, 0.5, 1.0], dtype=np.float32)).tolist() == [0, 0, 255, 255]
+
+
+def test_intensity_range_of_a_constant_stack_is_one_wide():
+    from emseg_monai.transforms.stacks import intensity_range
+
+    assert intensity_range(np.full((3, 8, 8), 7, np.uint8)) == (7.0, 8.0)
+    lo, hi = intensity_range(np.arange(64 * 8 * 8, dtype=np.float32).reshape(64, 8, 8))
+    assert 0 < lo < hi < 64 * 8 * 8  # percentiles of the subsample, all 64 slices seen (every 2nd)

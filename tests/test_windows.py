@@ -126,3 +126,16 @@ def test_slice_windowd_center_key_and_missing_keys():
     assert out["image"][:, 0, 0].tolist() == [2, 3, 4, 5, 6]
     with pytest.raises(KeyError):
         SliceWindowd(keys=["absent"], window=3)({"image": stack, "slice": 0})
+
+
+def test_scm_inputs_values_exactly_for_uint8_and_float_probabilities():
+    from emseg_monai.transforms.windows import scm_inputs
+
+    stored = np.array([[0, 127, 128, 255]], dtype=np.uint8)  # probabilities x 255
+    np.testing.assert_array_equal(scm_inputs(stored, "prob"), stored.astype(np.float32) / 255)
+    np.testing.assert_array_equal(scm_inputs(stored, "mask"), [[0, 0, 1, 1]])  # 0.5 x 255 = 127.5
+    np.testing.assert_array_equal(scm_inputs(stored, "mask", threshold=0.25), [[0, 1, 1, 1]])
+    floats = np.array([[0.0, 0.49, 0.5, 1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(scm_inputs(floats, "prob"), floats)
+    np.testing.assert_array_equal(scm_inputs(floats, "mask"), [[0, 0, 1, 1]])
+    assert scm_inputs(stored, "prob").dtype == scm_inputs(stored, "mask").dtype == np.float32
