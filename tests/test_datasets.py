@@ -278,3 +278,13 @@ def test_scm_inputs_float_prob_and_mask():
 def test_scm_inputs_rejects_unknown_kind(kind):
     with pytest.raises(InputError, match=f"SCM input must be 'prob' or 'mask', got '{kind}'"):
         scm_inputs(np.zeros((1, 2, 2), np.uint8), kind)
+
+
+def test_dataset_indices_wrap_like_a_sequence_and_stop_at_its_ends():
+    image = np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8)
+    data = StackSliceDataset(image, None, indices=[1, 3], length=4)
+    assert len(data) == 4 and [data[i]["slice"] for i in range(4)] == [1, 3, 1, 3]
+    assert data[-1]["slice"] == 3 and data[-4]["slice"] == 1
+    for bad in (4, -5):
+        with pytest.raises(IndexError, match=f"sample {bad} is outside the dataset of 4 samples"):
+            data[bad]

@@ -115,3 +115,28 @@ def test_use_scm_false_gives_the_stage1_masks():
     without = segment(image, unet(), unet(3), InferenceSettings(window=3, use_scm=False), progress=False)
     np.testing.assert_array_equal(without["final_mask"], to_mask(with_scm["stage1_prob"]))
     assert not np.array_equal(with_scm["final_prob"], with_scm["stage1_prob"])  # the SCM did change them
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 16, 16), (1, 2, 6, 16, 16), (1, 1, 1, 6, 16, 16)])
+def test_stack_inferer_refuses_anything_but_one_channel_5d(shape):
+    from emseg_monai.errors import InputError
+    from emseg_monai.inference.inferer import StackInferer
+
+    with pytest.raises(InputError, match=r"expects \(B, 1, Z, Y, X\) stacks, got shape"):
+        StackInferer(InferenceSettings(window=3, backend="torch"), unet(3), progress=False)(torch.zeros(shape), unet())
+    with pytest.raises(InputError, match="needs InferenceSettings, got dict"):
+        StackInferer({"window": 3})
+
+
+def test_stack_inferer_equals_segment_and_follows_use_scm():
+    from emseg_monai.inference.inferer import StackInferer
+
+    image = np.random.default_rng(1).integers(0, 255, (6, 40, 36), dtype=np.uint8)
+    batch = torch.from_numpy(image.astype(np.float32))[None, None]
+    both = StackInferer(InferenceSettings(window=3, backend="torch"), unet(3), progress=False)(batch, unet())
+    alone = StackInferer(InferenceSettings(window=3, backend="torch", use_scm=False), unet(3), progress=False)
+    stage1_only = alone(batch, unet())
+    assert both.shape == stage1_only.shape == (1, 1, *image.shape)
+    assert not torch.equal(both, stage1_only)  # the SCM ran, and changed the output
+    again = StackInferer(InferenceSettings(window=3, backend="torch"), unet(3), progress=False)
+    assert torch.equal(again(batch, unet()), both)  # deterministic, whatever the cache holds
