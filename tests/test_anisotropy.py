@@ -227,10 +227,13 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
 
 
 def test_mpp_sizes_follow_the_pixel_size_unless_given():
+    from pathlib import Path
+
     from emseg_monai import default_bundle_root
+    from emseg_monai.training.bundle import config_defaults
     from emseg_monai.training.pipeline import _mpp_sizes
 
-    root = default_bundle_root()
+    root = config_defaults(Path(default_bundle_root()) / "configs" / "mpp.yaml")
     assert _mpp_sizes(VoxelSize((50.0, 10.0, 10.0), "given"), root, {}, False) == {
         "min_size": 75,
         "spread_min_size": 112,

@@ -49,6 +49,11 @@ class _NiftiZYX:
         return np.asarray(self.proxy[key[2], key[1], key[0]]).T
 
 
+def multiscales_of(attrs: dict) -> list:
+    """An OME-Zarr group's ``multiscales`` list (NGFF 0.4 top level, or 0.5 under ``ome``); [] if none."""
+    return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales") or []
+
+
 def _open_zarr(path: Path) -> Any:
     import zarr
 
@@ -58,8 +63,7 @@ def _open_zarr(path: Path) -> Any:
         raise InputError(f"cannot open {path} as Zarr: {type(exc).__name__}: {exc}") from None
     if isinstance(node, zarr.Array):
         return node
-    attrs = dict(node.attrs)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    multiscales = multiscales_of(dict(node.attrs))
     if multiscales:
         level0 = multiscales[0]["datasets"][0]["path"]
         try:

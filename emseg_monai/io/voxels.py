@@ -96,14 +96,16 @@ def _ome_tiff_size(tif) -> tuple[float, float, float] | None:
 
 def _zarr_size(path: Path) -> tuple[float, float, float] | None:
     """Level 0's ``scale`` of an OME-Zarr multiscale image (last three axes), in nm."""
+    from emseg_monai.io.volumes import multiscales_of
+
     attrs: dict = {}
-    for name in ("zarr.json", ".zattrs"):
+    for name in ("zarr.json", ".zattrs"):  # Zarr v3, v2 metadata; read as JSON, no store needed
         meta = path / name
         if meta.is_file():
             data = json.loads(meta.read_text())
             attrs = data.get("attributes", data)
             break
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    multiscales = multiscales_of(attrs)
     if not multiscales:
         return None
     ms = multiscales[0]
@@ -124,10 +126,11 @@ def voxel_size_nm(path: str | Path) -> tuple[float, float, float] | None:
     """
     from emseg_monai.io.monai_io import recorded_voxel_size
     from emseg_monai.io.stacks import TIFF_SUFFIXES, _suffix
+    from emseg_monai.io.volumes import is_zarr_path
 
     path = Path(path)
     try:
-        if path.suffix.lower() == ".zarr":
+        if is_zarr_path(path):
             return _zarr_size(path)
         if _suffix(path) in TIFF_SUFFIXES:
             import tifffile
@@ -152,11 +155,16 @@ class VoxelSize:
     source: str
 
     @property
+    def xy_nm(self) -> float | None:
+        """The XY pixel size (mean of Y and X) in nm; None when unknown."""
+        return None if self.nm is None else float(0.5 * (self.nm[1] + self.nm[2]))
+
+    @property
     def anisotropy(self) -> float:
         """Z spacing over XY pixel size; 1.0 (isotropic) when unknown."""
         if self.nm is None:
             return 1.0
-        return float(self.nm[0] / (0.5 * (self.nm[1] + self.nm[2])))
+        return float(self.nm[0] / self.xy_nm)
 
     def describe(self) -> str:
         if self.nm is None:

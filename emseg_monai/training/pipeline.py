@@ -196,14 +196,15 @@ def train_pipeline(
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     shared = {k: v for k, v in (shared or {}).items() if v is not None}
+    mpp_config = config_defaults(config_path("mpp.yaml", source))
     if voxel_size is None:  # a fine-tuned run keeps the voxel size it was given
-        voxel_size = config_defaults(config_path("mpp.yaml", source)).get("voxel_size")
+        voxel_size = mpp_config.get("voxel_size")
     voxels = resolve_voxel_size(image_file, voxel_size)
     own_recipe = bundle is not None and init_from is not None
     shared.update(_voxel_defaults(voxels, shared, own_recipe))
     given_mpp = {k: v for k, v in (mpp or {}).items() if v is not None}
-    mpp = {**_mpp_sizes(voxels, source, given_mpp, own_recipe), **given_mpp, "anisotropy": voxels.anisotropy}
-    erosions = mpp.get("erosions_per_step", config_defaults(config_path("mpp.yaml", source))["erosions_per_step"])
+    mpp = {**_mpp_sizes(voxels, mpp_config, given_mpp, own_recipe), **given_mpp, "anisotropy": voxels.anisotropy}
+    erosions = mpp.get("erosions_per_step", mpp_config["erosions_per_step"])
     logger.info("%s: MPP Z steps %s", voxels.describe(), z_steps(voxels.anisotropy, erosions))
     if voxels.nm is not None:
         mpp["voxel_size"] = ",".join(f"{v:g}" for v in voxels.nm)
@@ -340,18 +341,17 @@ def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool)
     if "scm_window" not in shared:
         chosen["scm_window"] = scm_window_for(voxels.anisotropy)
     if "downsample" not in shared:
-        chosen["downsample"] = downsample_for(0.5 * (voxels.nm[1] + voxels.nm[2]))
+        chosen["downsample"] = downsample_for(voxels.xy_nm)
     if chosen:
         logger.info("from the voxel size: %s", ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
     return chosen
 
 
-def _mpp_sizes(voxels: VoxelSize, source: Path, given: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
-    """MPP's object sizes (px, set for 5 nm pixels) for this stack's pixel size, where not given."""
+def _mpp_sizes(voxels: VoxelSize, defaults: dict[str, Any], given: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
+    """MPP's object sizes (px, ``defaults`` set for 5 nm pixels) for this stack's pixel size, where not given."""
     if voxels.nm is None or own_recipe:
         return {}
-    area = (REFERENCE_MPP_PIXEL_NM / (0.5 * (voxels.nm[1] + voxels.nm[2]))) ** 2
-    defaults = config_defaults(config_path("mpp.yaml", source))
+    area = (REFERENCE_MPP_PIXEL_NM / voxels.xy_nm) ** 2
     sizes = {k: int(round(defaults[k] * area)) for k in ("min_size", "spread_min_size") if given.get(k) is None}
     if area != 1.0 and sizes:
         logger.info("MPP sizes for %g nm pixels: %s", voxels.nm[2], ", ".join(f"{k} {v} px" for k, v in sizes.items()))

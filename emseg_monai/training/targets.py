@@ -73,13 +73,8 @@ def run_mpp(
         result = {"checked": False, "choice": "mpp", "use_scm": True, "reason": "not checked (check: false)"}
     settings = candidates[result["choice"]]
     if report_file is not None:
-        steps = z_steps(
-            settings.get("anisotropy", 1.0),
-            settings.get("erosions_per_step", 3),
-            settings.get("vote_distances", (1, 2)),
-            settings.get("vote_reach", 2.0),
-            settings.get("bracket_reach", 10.0),
-        )
+        keys = ("anisotropy", "erosions_per_step", "vote_distances", "vote_reach", "bracket_reach")
+        steps = z_steps(**{k: settings[k] for k in keys if k in settings})  # mpp's own defaults for the rest
         report = {**result, "settings": _jsonable(settings), "z_steps": steps}
         atomic_write(report_file, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
     targets = mpp(mask, labels, labeled, **settings)
