@@ -36,14 +36,77 @@ MODULES = {
     "and not channels_last and not resume and not backend'",
     "emseg_monai/transforms/piecewise_affine.py": "tests/test_piecewise_affine.py",
     "emseg_monai/transforms/windows.py": "tests/test_windows.py",
-    "emseg_monai/transforms/stacks.py": "tests/test_normalize.py tests/test_inference.py",
+    "emseg_monai/transforms/stacks.py": "tests/test_stack_transforms.py tests/test_normalize.py "
+    "tests/test_inference.py",
     "emseg_monai/data/slices.py": "tests/test_slices.py",
     "emseg_monai/data/normalize.py": "tests/test_normalize.py",
     "emseg_monai/data/datasets.py": "tests/test_datasets.py",
     "emseg_monai/inference/inferer.py": "tests/test_bundle_product.py tests/test_workflows.py",
     "emseg_monai/inference/block.py": "tests/test_blockwise.py -k 'not dask and not kill'",
-    "emseg_monai/handlers/checkpoint.py": "tests/test_edges.py tests/test_resume.py -k 'not sigterm'",
+    "emseg_monai/handlers/checkpoint.py": "tests/test_checkpoint.py tests/test_edges.py tests/test_resume.py "
+    "-k 'not sigterm'",
 }
+
+
+# Surviving mutants read one by one and judged unable to change any output, with the reason:
+# (module, the line before, the line after, both stripped) -> why. They count as equivalent.
+_HALO = "a larger SCM halo only reads more neighbouring slices; each window still takes window // 2 a side"
+_LOWER = "z0 >> halo <= max(z0 - halo, 0) for every z0, halo >= 0: a larger halo, as above"
+EQUIVALENT = {
+    **{
+        ("emseg_monai/inference/block.py", "halo = settings.window // 2", f"halo = settings.window {op}"): _HALO
+        for op in ("<< 2", "| 2", "* 2", "^ 2", "** 2")  # odd windows (validated): w ^ 2 = w +- 2 >= w // 2
+    },
+    (
+        "emseg_monai/inference/block.py",
+        "lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])",
+        "lo, hi = max(z0 >> halo, 0), min(z1 + halo, probs.shape[0])",
+    ): _LOWER,
+    (
+        "emseg_monai/data/normalize.py",
+        "for start in range(0, stack.shape[0], 16):",
+        "for start in range(0, stack.shape[0], 15):",
+    ): "chunks of 16 read every 15 slices overlap by one and write the same values twice",
+    (
+        "emseg_monai/data/normalize.py",
+        "if tuple(stack.shape[1:]) == tuple(size):",
+        "if tuple(stack.shape[ 0:]) == tuple(size):",
+    ): "always resizing instead: resize_tensor returns its input unchanged when the size is already right",
+    (
+        "emseg_monai/handlers/checkpoint.py",
+        "torch.distributed.get_rank() == 0",
+        "torch.distributed.get_rank() <= 0",
+    ): "ranks are never negative",
+    (
+        "emseg_monai/transforms/mpp.py",
+        "if labeled.size < 2:",
+        "if labeled.size < 1:",
+    ): "with one labeled slice no slice lies between two, so the vote changes nothing either",
+    (
+        "emseg_monai/transforms/mpp.py",
+        "gap = labeled[np.clip(pos, 0, labeled.size - 1)] - labeled[np.clip(pos - 1, 0, labeled.size - 1)]",
+        "gap = labeled[np.clip(pos, 1, labeled.size - 1)] - labeled[np.clip(pos - 1, 0, labeled.size - 1)]",
+    ): "pos = 0 (before the first labeled slice) is never inner, and the gap is only used for inner slices",
+    (
+        "emseg_monai/transforms/mpp.py",
+        "prev = labeled[np.clip(pos - 1, 0, labeled.size - 1)][inner]",
+        "prev = labeled[np.clip(pos - 1, 0, labeled.size + 1)][inner]",
+    ): "for inner slices pos - 1 <= labeled.size - 2: the upper bound is never reached",
+    (
+        "emseg_monai/transforms/mpp.py",
+        "erosions = int(np.floor(int(erosions_per_step) * ratio ** (2 / 3) + 0.5)) if erosions_per_step > 0 else 0",
+        "erosions = int(np.floor(int(erosions_per_step) * ratio ** (2 / 3) + 0.5)) if erosions_per_step >= 0 else 0",
+    ): "at erosions_per_step = 0 both branches give 0",
+}
+
+
+def judged_equivalent(module: str, diff: str) -> str | None:
+    """The reason a surviving mutant (its unified ``diff``) is listed in ``EQUIVALENT``, or None."""
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if len(removed) != 1 or len(added) != 1:
+        return None
+    return EQUIVALENT.get((module, removed[0], added[0]))
 
 
 def parse_args() -> argparse.Namespace:
@@ -146,7 +209,7 @@ def run_module(
         population = len(pending)
     seconds = time.perf_counter() - start
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "skipped": 0, "equivalent": 0}
-    survivors = []
+    survivors, reviewed = [], []
     for item, result in results:
         mutation = item["mutations"][0]
         outcome = result.get("test_outcome") if result else None
@@ -156,6 +219,11 @@ def run_module(
             counts["skipped"] += 1  # filtered by a pragma, or nothing to mutate
         elif outcome == "killed":
             counts["killed"] += 1
+        elif outcome == "survived" and judged_equivalent(module, result.get("diff", "")):
+            counts["equivalent"] += 1
+            reviewed.append(
+                {"line": mutation["start_pos"][0], "why": judged_equivalent(module, result.get("diff", ""))}
+            )
         elif outcome == "survived":
             counts["survived"] += 1
             survivors.append(
@@ -175,6 +243,7 @@ def run_module(
         "sampled_from": population,
         "seconds": round(seconds),
         "survivors": survivors,
+        "judged_equivalent": reviewed,
     }
 
 
@@ -195,6 +264,9 @@ def main() -> None:
             report.write(f"# {r['module']}: {len(r['survivors'])} survivors\n\n")
             for s in r["survivors"]:
                 report.write(f"## line {s['line']} ({s['operator']})\n\n```diff\n{s['diff']}\n```\n\n")
+            for s in r["judged_equivalent"]:
+                report.write(f"- survived, judged equivalent: line {s['line']}: {s['why']}\n")
+            report.write("\n")
     killed = sum(r["killed"] for r in results)
     survived = sum(r["survived"] for r in results)
     print("| module | mutants run | of | killed | survived | timeout or broken | equivalent | score | minutes |")

@@ -242,3 +242,18 @@ def test_mpp_sizes_follow_the_pixel_size_unless_given():
     assert _mpp_sizes(VoxelSize((5.0, 5.0, 5.0), "file"), root, {}, False) == {"min_size": 300, "spread_min_size": 450}
     assert _mpp_sizes(VoxelSize(None, "unknown"), root, {}, False) == {}
     assert _mpp_sizes(VoxelSize((50.0, 10.0, 10.0), "given"), root, {}, True) == {}  # fine-tuning keeps the run's
+
+
+def test_bracket_gap_is_measured_between_the_two_nearest_labeled_slices():
+    # labeled 0, 5, 10; slice 7 is wrong alone, its bracket (5, 10) is 5 apart: corrected at max_gap 5
+    mask = np.zeros((11, 1, 1), bool)
+    mask[[5, 10]] = True
+    mask[7] = False
+    out = bracket_majority(mask, [0, 5, 10], max_gap=5)
+    assert out[6:10, 0, 0].tolist() == [True, True, True, True]
+    assert bracket_majority(mask, [0, 5, 10], max_gap=4)[7, 0, 0] == False  # noqa: E712  (gap 5 > 4: kept)
+
+
+def test_no_erosions_asked_means_none_at_any_ratio():
+    assert z_steps(1.0, erosions_per_step=0)["erosions_per_step"] == 0
+    assert z_steps(8.0, erosions_per_step=0)["erosions_per_step"] == 0

@@ -173,3 +173,30 @@ def test_intensity_range_of_a_constant_stack_is_one_wide():
     assert intensity_range(np.full((3, 8, 8), 7, np.uint8)) == (7.0, 8.0)
     lo, hi = intensity_range(np.arange(64 * 8 * 8, dtype=np.float32).reshape(64, 8, 8))
     assert 0 < lo < hi < 64 * 8 * 8  # percentiles of the subsample, all 64 slices seen (every 2nd)
+
+
+@pytest.mark.parametrize("shape, size", [((8, 8), (2, 2)), ((16, 8), (12, 4)), ((8, 16), (4, 12))])
+def test_resize_tensor_averages_areas_whenever_both_sides_shrink(shape, size):
+    import torch
+
+    from emseg_monai.data.normalize import resize_tensor
+
+    batch = torch.from_numpy(np.random.default_rng(1).random((1, 1, *shape), dtype=np.float32))
+    expected = torch.nn.functional.adaptive_avg_pool2d(batch, size)
+    torch.testing.assert_close(resize_tensor(batch, size), expected, rtol=0, atol=1e-6)
+
+
+def test_resize_tensor_is_bilinear_when_one_side_grows():
+    import torch
+
+    from emseg_monai.data.normalize import resize_tensor
+
+    batch = torch.from_numpy(np.random.default_rng(2).random((1, 1, 8, 8), dtype=np.float32))
+    expected = torch.nn.functional.interpolate(batch, size=(4, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resize_tensor(batch, (4, 12)), expected, rtol=0, atol=0)
+    assert resize_tensor(batch, (8, 8)) is batch
+
+
+def test_resize_slices_binary_keeps_exactly_one_half():
+    stack = np.array([[[1, 1], [0, 0]]], dtype=np.float32)  # (1, 2, 2) -> (1, 1, 2): both 0.5
+    assert resize_slices(stack, (1, 2), binary=True).tolist() == [[[True, True]]]

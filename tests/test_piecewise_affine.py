@@ -236,3 +236,10 @@ def test_bad_mode_per_key_and_in_function():
     src = control_grid((H, W))
     with pytest.raises(ValueError, match="cubic"):
         piecewise_affine_warp(smooth_image(), src, src, mode="cubic")
+
+
+def test_default_grid_is_the_papers_4_by_4_and_2_by_2_is_allowed():
+    assert RandPiecewiseAffine().grid == (4, 4)
+    assert RandPiecewiseAffined(keys="image").warp.grid == (4, 4)
+    assert RandPiecewiseAffine(grid=(2, 2)).grid == (2, 2)
+    assert RandPiecewiseAffined(keys="image", grid=(3, 2)).warp.grid == (3, 2)
