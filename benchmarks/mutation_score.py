@@ -51,12 +51,50 @@ MODULES = {
 # Surviving mutants read one by one and judged unable to change any output, with the reason:
 # (module, the line before, the line after, both stripped) -> why. They count as equivalent.
 _HALO = "a larger SCM halo only reads more neighbouring slices; each window still takes window // 2 a side"
+_BARS = "a progress bar in a block's pass: tqdm writes only to a terminal, and no mask or file changes"
 _LOWER = "z0 >> halo <= max(z0 - halo, 0) for every z0, halo >= 0: a larger halo, as above"
 EQUIVALENT = {
     **{
         ("emseg_monai/inference/block.py", "halo = settings.window // 2", f"halo = settings.window {op}"): _HALO
-        for op in ("<< 2", "| 2", "* 2", "^ 2", "** 2")  # odd windows (validated): w ^ 2 = w +- 2 >= w // 2
+        for op in ("<< 2", "| 2", "* 2", "^ 2", "** 2", "+ 2")  # odd windows (validated): w ^ 2 = w +- 2 >= w // 2
     },
+    (
+        "emseg_monai/inference/block.py",
+        "lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])",
+        "lo, hi = max(z0 - halo, 0), min(z1 << halo, probs.shape[0])",
+    ): "z1 << halo >= z1 + halo for z1 >= 1: a larger halo, as above",
+    **{
+        ("emseg_monai/inference/block.py", line, line.replace("progress=False", "progress=True")): _BARS
+        for line in (
+            "return stage1(network, read_slices(volume, z0, z1), settings, value_range, progress=False)",
+            "final = scm(scm_network, np.asarray(probs[lo:hi]), settings, centers=inner, progress=False)",
+        )
+    },
+    (
+        "emseg_monai/data/normalize.py",
+        "if size[0] <= batch.shape[-2] and size[1] <= batch.shape[-1]:",
+        "if size[0] <= batch.shape[+2] and size[1] <= batch.shape[-1]:",
+    ): "the batch is (B, C, H, W): index 2 is index -2",
+    (
+        "emseg_monai/transforms/mpp.py",
+        "votes = mask[np.clip(z - distance, 0, last)].astype(np.uint8) + mask + mask[np.clip(z + distance, 0, last)]",
+        "votes = mask[np.clip(z - distance, 0, last)].astype(np.uint8) + mask + mask[np.clip(z + distance, 1, last)]",
+    ): "z + distance >= 1 (distance >= 1): the lower bound is never reached",
+    (
+        "emseg_monai/transforms/piecewise_affine.py",
+        "inside = (cols >= lo[:, None]) & (cols <= hi[:, None])",
+        "inside = (cols >= lo[:, None]) * (cols <= hi[:, None])",
+    ): "* of two bool arrays is their &",
+    (
+        "emseg_monai/transforms/piecewise_affine.py",
+        "self.warp = RandPiecewiseAffine(prob=1.0, grid=grid, scale_range=scale_range, mode=self.mode[0])",
+        "self.warp = RandPiecewiseAffine(prob= 2.0, grid=grid, scale_range=scale_range, mode=self.mode[0])",
+    ): "a probability of 2 warps always, as 1 does",
+    (
+        "emseg_monai/transforms/piecewise_affine.py",
+        "self._noise = np.zeros((self.grid[0] * self.grid[1], 2))  # standard normal draws",
+        "self._noise = np.zeros((self.grid[0] // self.grid[1], 2))  # standard normal draws",
+    ): "the zeros are only read at scale 0 (before the first draw replaces them), where any shape gives src",
     (
         "emseg_monai/inference/block.py",
         "lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])",

@@ -7,6 +7,7 @@
     emseg measure MASK [--voxel-size Z,Y,X] [--csv FILE]
     emseg curves RUN [--output PNG]
     emseg suggest RUN [--count 4]                                 # RUN/configs/suggest.yaml
+    emseg export-bioimageio OUT.zip [--models RUN]                # bioimage.io model package
 
 Errors in the input and faults of the machine end the command with one line on stderr
 (``--debug`` shows the traceback).
@@ -167,6 +168,21 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_bioimageio(args: argparse.Namespace) -> int:
+    from emseg_monai.exchange.bioimageio import export_bioimageio, test_package
+
+    package = export_bioimageio(args.output, args.models, args.sample, args.overwrite)
+    if args.no_check:
+        print(f"wrote {package}")
+        return 0
+    summary = test_package(package)
+    print(f"wrote {package}; bioimage.io test: {summary.status}")
+    if summary.status != "passed":
+        print(summary.format(), file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
@@ -175,6 +191,7 @@ COMMANDS = {
     "measure": cmd_measure,
     "curves": cmd_curves,
     "suggest": cmd_suggest,
+    "export-bioimageio": cmd_export_bioimageio,
 }
 
 

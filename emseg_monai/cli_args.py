@@ -183,4 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
         ],
         defaults,
     )
+    ex = sub.add_parser(
+        "export-bioimageio",
+        help="write a bioimage.io model package (zip) for Fiji, ilastik, napari (needs [bioimageio])",
+    )
+    ex.add_argument("output", help="the package to write, a .zip file")
+    _options(
+        ex,
+        [
+            ("--models", "bundle folder: a training run or bundle/ (default: the shipped bundle)"),
+            ("--sample", "stack whose middle becomes the package's test input (default: a synthetic EM stack)"),
+            ("--no-check", "skip bioimage.io's own test of the written package", "flag"),
+            ("--overwrite", "replace an existing package", "flag"),
+        ],
+    )
     return parser

@@ -257,3 +257,15 @@ def test_bracket_gap_is_measured_between_the_two_nearest_labeled_slices():
 def test_no_erosions_asked_means_none_at_any_ratio():
     assert z_steps(1.0, erosions_per_step=0)["erosions_per_step"] == 0
     assert z_steps(8.0, erosions_per_step=0)["erosions_per_step"] == 0
+
+
+def test_spreading_reaches_slice_0_below_the_first_labeled_slice():
+    from emseg_monai.transforms.mpp import erode_2d, spread_labels
+
+    labels = np.zeros((6, 12, 12), bool)
+    labels[3, 2:10, 2:10] = True
+    out = spread_labels(np.zeros_like(labels), labels, np.array([3]), erosions_per_step=0, min_size=1)
+    assert out[:, 6, 6].tolist() == [True, True, True, False, True, True]  # 3 down to slice 0, 2 up (not slice 3)
+    square = np.zeros((1, 9, 9), bool)
+    square[0, 2:7, 2:7] = True
+    np.testing.assert_array_equal(erode_2d(square, 0), square)  # 0 erosions: unchanged, not "until empty"

@@ -344,3 +344,19 @@ def test_block_wise_equals_whole_volume_with_other_settings(nets, volume, tmp_pa
     segment_blocks(volume[0] / "image.tif", tmp_path / "o.zarr", nets, settings, block=6, progress=False)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"), mode="r")[:], expected)
     assert not np.array_equal(expected, segment(volume[1], *nets, SETTINGS, progress=False)["final_mask"])
+
+
+def test_block_mask_of_an_inner_block_is_that_block_of_the_whole_volume(nets, volume, tmp_path):
+    from emseg_monai.inference.block import block_mask, mark
+    from emseg_monai.transforms.stacks import intensity_range
+
+    image = volume[1][:, :, :16]  # X (16) under Z + halo: the halo is counted in slices, not in X
+    whole = segment(image, *nets, SETTINGS, progress=False)
+    value_range = intensity_range(image)
+    for z0, z1 in ((4, 8), (8, 12), (13, 17)):
+        mask = block_mask(image, whole["stage1_prob"], z0, z1, value_range, nets, SETTINGS)
+        np.testing.assert_array_equal(mask, whole["final_mask"][z0:z1])
+    marker = tmp_path / "scm-4-8.json"
+    mark(marker)
+    mark(marker)  # marking a finished block again (a resumed run) is fine
+    assert marker.read_text() == "{}"

@@ -132,6 +132,7 @@ def test_resize_slices_same_size_float32_is_a_copy():
         ((100, 60), 1, (100, 60)),
         ((100, 60), 2, (50, 30)),
         ((101, 61), 2.0, (50, 30)),
+        ((15, 15), 2.0, (8, 8)),
         ((7, 9), 1.5, (5, 6)),
         ((3, 3), 10, (1, 1)),
     ],
@@ -175,7 +176,7 @@ def test_intensity_range_of_a_constant_stack_is_one_wide():
     assert 0 < lo < hi < 64 * 8 * 8  # percentiles of the subsample, all 64 slices seen (every 2nd)
 
 
-@pytest.mark.parametrize("shape, size", [((8, 8), (2, 2)), ((16, 8), (12, 4)), ((8, 16), (4, 12))])
+@pytest.mark.parametrize("shape, size", [((8, 8), (2, 2)), ((16, 8), (12, 4)), ((8, 16), (4, 12)), ((8, 16), (8, 4))])
 def test_resize_tensor_averages_areas_whenever_both_sides_shrink(shape, size):
     import torch
 

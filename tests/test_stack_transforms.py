@@ -49,3 +49,17 @@ def test_prob_to_mask_threshold_must_lie_in_0_1():
     with pytest.raises(InputError, match="threshold"):
         ProbToMask(-0.5)
     assert ProbToMask(0.0)(np.zeros(2, np.float32)).tolist() == [255, 255]
+
+
+def test_intensity_range_step_is_z_over_32():
+    stack = np.full((62, 8, 8), 1000, np.uint16)  # 62 // 32 = 1: every slice is read
+    stack[::2] = 0
+    assert intensity_range(stack) == (0.0, 1000.0)
+
+
+def test_to_mask_of_bool_and_thresholds_inside_0_1():
+    from emseg_monai.transforms.stacks import to_mask
+
+    assert to_mask(np.array([True, False])).tolist() == [255, 0]
+    assert ProbToMask(1.0)(np.array([1.0, 0.99], np.float32)).tolist() == [255, 0]
+    assert ProbToMask(0.7)(np.array([0.69, 0.7], np.float32)).tolist() == [0, 255]

@@ -238,7 +238,7 @@ class _quiet_exporter:
 
     def __enter__(self):
         self.saved = []
-        for name in ("torch.onnx", "torch.export", "onnxscript"):
+        for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir"):
             log = logging.getLogger(name)
             self.saved.append((log, log.level))
             log.setLevel(logging.ERROR)

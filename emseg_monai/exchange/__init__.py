@@ -1,0 +1,1 @@
+"""Our models in other tools' formats: one two-stage graph (``twostage``), bioimage.io packages (``bioimageio``)."""

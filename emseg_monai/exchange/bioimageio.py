@@ -1,0 +1,401 @@
+"""A weights bundle as a bioimage.io model package (format 0.5): Fiji (deepImageJ), ilastik, napari, Python.
+
+The two stages go in as one graph (``twostage.TwoStageNet``), saved as TorchScript and as ONNX:
+
+- input ``raw``: (batch, channel, z, y, x) float32 (give float32: bioimageio.core scales other
+  types in their own type); the consumer maps the intensities with the
+  0.5 / 99.5 percentiles of the whole stack to [0, 1] and clips them (the package says so in its
+  pre-processing, as ``emseg segment`` does; ours reads a subsample for the percentiles);
+- Y and X: multiples of ``16 x`` the training resolution factor, at least ``64 x`` it; Z: at least
+  the SCM's window N (consumers pad to those sizes);
+- output ``mask``: the SCM's probability binarised at the bundle's threshold, 0/1, same shape; no
+  halo declared (see the package's documentation, "Tiling": bioimageio.core 0.11 would zero-pad a
+  halo before computing the percentiles), so consumers run whole stacks.
+
+Needs ``pip install "emseg-monai[bioimageio]"`` (bioimageio.core, bioimageio.spec).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emseg_monai import __version__
+from emseg_monai.errors import InputError
+from emseg_monai.exchange.twostage import TwoStageNet, whole_factor
+from emseg_monai.inference.settings import InferenceSettings
+
+logger = logging.getLogger(__name__)
+
+LOWER, UPPER = 0.5, 99.5  # intensity percentiles, as transforms.stacks.intensity_range
+SAMPLE_SHAPE = (16, 256, 256)  # largest test input (Z, Y, X)
+METHOD_CODE = "https://github.com/cbmi-group/mpp"  # the paper's public code
+DATA_DOI = "10.1109/TMI.2011.2171705"  # Lucchi et al. 2012, the EPFL volume
+
+
+def require_bioimageio() -> None:
+    """InputError naming the extra to install when bioimageio.core / bioimageio.spec are missing."""
+    import importlib.util
+
+    for name in ("bioimageio.spec", "bioimageio.core"):
+        if importlib.util.find_spec(name) is None:
+            raise InputError(f'bioimage.io packages need pip install "emseg-monai[bioimageio]" ({name} is missing)')
+
+
+@dataclass(frozen=True)
+class BundleModel:
+    """A bundle's networks (on the CPU, eval mode) and its inference settings."""
+
+    stage1: torch.nn.Module
+    scm: torch.nn.Module | None
+    settings: InferenceSettings
+    bundle: Path
+
+    @property
+    def factor(self) -> int:
+        """The XY resolution factor of both stages (they must agree for one graph)."""
+        first = whole_factor(self.settings.stage1_downsample, "stage1_downsample")
+        second = whole_factor(self.settings.scm_downsample, "scm_downsample")
+        if self.scm is not None and first != second:
+            raise InputError(f"stage 1 and the SCM run at different resolutions ({first} and {second}): not exportable")
+        return first
+
+    def graph(self, chunk: int = 8) -> TwoStageNet:
+        s = self.settings
+        return TwoStageNet(
+            self.stage1, self.scm, s.window, s.stage1_downsample, s.scm_downsample, s.input_kind, s.threshold, chunk
+        ).eval()
+
+
+def load_bundle_model(bundle: str | Path | None = None) -> BundleModel:
+    """Networks and settings of a weights bundle (a run folder of ``emseg train``; None: the shipped one)."""
+    from monai.bundle import ConfigParser
+
+    from emseg_monai.workflows import config_path, resolve_bundle
+
+    root = resolve_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(config_path("inference.yaml", root))
+    parser["bundle_root"] = str(root)
+    parser["device"] = "cpu"
+    parser["backend"] = "torch"
+    stage1 = parser.get_parsed_content("network").eval()
+    scm = parser.get_parsed_content("scm_network")
+    return BundleModel(stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root)
+
+
+def normalise_like_bioimageio(stack: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) -> float32 [0, 1] as the package's pre-processing does: whole-stack percentiles, clipped."""
+    stack = np.asarray(stack, dtype=np.float32)
+    lo, hi = np.percentile(stack, (LOWER, UPPER))
+    return np.clip((stack - lo) / (hi - lo + 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) -> np.ndarray:
+    """A test input (Z, Y, X): the middle of ``image`` (else a synthetic EM stack), sides a multiple of 16 x factor."""
+    step = 16 * factor
+    if image is None:
+        from emseg_monai.data.synthetic import make_synthetic_stack
+
+        return make_synthetic_stack(SAMPLE_SHAPE, seed=seed)[0]
+    from emseg_monai.io import read_stack
+
+    stack = read_stack(image)
+    z, y, x = (min(n, limit) for n, limit in zip(stack.shape, SAMPLE_SHAPE))
+    y, x = y - y % step, x - x % step
+    if y < 2 * step or x < 2 * step:
+        raise InputError(f"sample image {image} is too small: slices need at least {2 * step} x {2 * step} px")
+    z0, y0, x0 = ((n - m) // 2 for n, m in zip(stack.shape, (z, y, x)))
+    return np.ascontiguousarray(stack[z0 : z0 + z, y0 : y0 + y, x0 : x0 + x])
+
+
+def predict_package_input(model: BundleModel, stack: np.ndarray) -> np.ndarray:
+    """What the package returns for a raw (Z, Y, X) stack: (1, 1, Z, Y, X) float32 0/1."""
+    x = torch.from_numpy(normalise_like_bioimageio(stack))[None, None]
+    with torch.inference_mode():
+        prob = model.graph()(x)
+    return (prob > model.settings.threshold).to(torch.float32).numpy()
+
+
+def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
+    """PNG (2:1): the middle slice, and the same slice with the mask outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    middle = stack.shape[0] // 2
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    for ax in axes:
+        ax.imshow(stack[middle], cmap="gray")
+        ax.set_axis_off()
+    axes[1].contour(mask[middle] > 0, levels=[0.5], colors=["#ff3b30"], linewidths=1.2)
+    axes[0].set_title("EM slice", fontsize=10)
+    axes[1].set_title("mitochondria (emseg-monai)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _documentation(model: BundleModel, factor: int, halo_z: int) -> str:
+    s = model.settings
+    stages = "stage 1 then the spatial-continuity model (SCM)" if model.scm is not None else "stage 1 only"
+    return f"""# emseg-monai: mitochondria in 3D EM stacks
+
+Semantic segmentation of mitochondria in electron-microscopy volumes (FIB-SEM, serial sections),
+exported from the emseg-monai weights bundle `{model.bundle.name}` (emseg-monai {__version__}).
+
+## What runs
+
+One graph holding {stages}: stage 1, a 2D U-Net, gives each slice a probability map; the SCM, a 2D
+U-Net whose input is the {s.window} stage-1 maps around a slice (z - {halo_z} .. z + {halo_z}, the
+stack ends repeated), refines the middle one. Both run at 1/{factor} of the XY resolution and their
+outputs are resized back. The output is the SCM's probability above {s.threshold}: 1 for mitochondria.
+
+## Input
+
+- axes `batch, channel, z, y, x`, one channel of raw EM intensities (any type; float32 after
+  pre-processing), light or dark mitochondria as in the training data;
+- Y and X: multiples of {16 * factor} px, at least {64 * factor} (consumers pad to those sizes);
+  Z: any number of slices;
+- pre-processing (done by the consumer): the 0.5 and 99.5 percentiles of the whole stack mapped to
+  0 and 1, then clipped to [0, 1];
+- a pixel size near the training data's gives the best results (the shipped weights: 5 nm FIB-SEM,
+  run at 10 nm).
+
+## Tiling
+
+Run whole stacks in one piece when they fit in memory: then the masks are emseg-monai's. The output
+of slice z depends on slices z - {halo_z} .. z + {halo_z}, but the package declares no halo, because
+bioimageio.core 0.11 pads a declared halo with zeros before it computes the intensity percentiles
+(which shifts them). A consumer that tiles in Z should overlap blocks by {halo_z} slices and keep their
+middles; slices that are entirely 0 at the ends of a block count as padding (the windows repeat the
+last real slice). Tiles in Y and X change the masks a little wherever they are cut: the networks
+normalise each slice as a whole (instance normalisation).
+
+## Same masks as emseg-monai
+
+On the same stack and weights, `emseg segment` and this package differ only in the intensity
+percentiles (emseg-monai reads a subsample of the stack) and in padding to the sizes above.
+
+## Use
+
+```python
+from bioimageio.core import load_description, predict
+model = load_description("this_package.zip")
+```
+
+In Fiji: install deepImageJ, then *Install model* from this zip file. In napari and ilastik: load
+the zip file with their bioimage.io model support.
+
+## Training
+
+{_training_text(model.bundle)}
+
+## Licence and citation
+
+Apache-2.0 (weights and code). Method: Semi-supervised segmentation of mitochondria from electron
+microscopy images using spatial continuity (ISBI 2022; code {METHOD_CODE}). Data of the shipped
+weights: Lucchi et al., IEEE TMI 2012 (doi:{DATA_DOI}).
+"""
+
+
+def _training_text(bundle: Path) -> str:
+    import json
+
+    meta_file = bundle / "configs" / "metadata.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return "See the weights bundle's documentation."
+    parts = [meta.get("description", ""), meta.get("data_source", "")]
+    return "\n\n".join(p for p in parts if p) or "See the weights bundle's documentation."
+
+
+def _description(model: BundleModel, files: dict[str, Path], factor: int) -> Any:
+    """The bioimage.io ``ModelDescr`` (format 0.5) of the package's files."""
+    from bioimageio.spec.model import v0_5 as spec
+
+    step = 16 * factor
+    raw, mask = spec.TensorId("raw"), spec.TensorId("mask")
+    space = [
+        spec.SpaceInputAxis(id=spec.AxisId("z"), size=spec.ParameterizedSize(min=1, step=1)),
+        spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=4 * step, step=step)),
+        spec.SpaceInputAxis(id=spec.AxisId("x"), size=spec.ParameterizedSize(min=4 * step, step=step)),
+    ]
+    out_space = [
+        spec.SpaceOutputAxis(id=spec.AxisId(name), size=spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId(name)))
+        for name in ("z", "y", "x")
+    ]
+    inputs = spec.InputTensorDescr(
+        id=raw,
+        description="raw EM intensities (Z, Y, X), one channel",
+        axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier("raw")]), *space],
+        test_tensor=spec.FileDescr(source=files["test_input"]),
+        sample_tensor=spec.FileDescr(source=files["sample_input"]),
+        data=spec.IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=[
+            spec.ScaleRangeDescr(
+                kwargs=spec.ScaleRangeKwargs(
+                    axes=[spec.AxisId("z"), spec.AxisId("y"), spec.AxisId("x")],
+                    min_percentile=LOWER,
+                    max_percentile=UPPER,
+                )
+            ),
+            spec.ClipDescr(kwargs=spec.ClipKwargs(min=0.0, max=1.0)),
+        ],
+    )
+    outputs = spec.OutputTensorDescr(
+        id=mask,
+        description="mitochondria mask, 1 inside",
+        axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier("mitochondria")]), *out_space],
+        test_tensor=spec.FileDescr(source=files["test_output"]),
+        sample_tensor=spec.FileDescr(source=files["sample_output"]),
+        data=spec.IntervalOrRatioDataDescr(type="float32"),
+        postprocessing=[spec.BinarizeDescr(kwargs=spec.BinarizeKwargs(threshold=model.settings.threshold))],
+    )
+    torch_version = spec.Version(torch.__version__.split("+")[0])
+    weights = spec.WeightsDescr(
+        torchscript=spec.TorchscriptWeightsDescr(source=files["torchscript"], pytorch_version=torch_version),
+        onnx=spec.OnnxWeightsDescr(source=files["onnx"], opset_version=files["opset"], parent="torchscript"),
+    )
+    return spec.ModelDescr(
+        name="emseg-monai mitochondria EM two-stage",
+        description="Mitochondria in 3D electron microscopy: a 2D U-Net and a spatial-continuity network "
+        "trained from a few labeled slices, as one graph.",
+        authors=[spec.Author(name="emseg-monai developers")],
+        cite=[
+            spec.CiteEntry(
+                text="Semi-supervised segmentation of mitochondria from electron microscopy images using spatial "
+                "continuity (ISBI 2022)",
+                url=spec.HttpUrl(METHOD_CODE),
+            ),
+            spec.CiteEntry(
+                text="Lucchi et al., Supervoxel-based segmentation of mitochondria in EM image stacks with learned "
+                "shape features, IEEE TMI 2012",
+                doi=spec.Doi(DATA_DOI),
+            ),
+        ],
+        license=spec.LicenseId("Apache-2.0"),
+        documentation=spec.FileDescr(source=files["documentation"]),
+        covers=[spec.FileDescr(source=files["cover"])],
+        tags=["electron-microscopy", "mitochondria", "semantic-segmentation", "3d", "fib-sem", "pytorch", "onnx"],
+        version=spec.Version(__version__),
+        inputs=[inputs],
+        outputs=[outputs],
+        weights=weights,
+    )
+
+
+def _export_onnx(graph: TwoStageNet, example: torch.Tensor, path: Path) -> int:
+    """ONNX of the graph with dynamic batch, Z, Y and X; returns the opset."""
+    from emseg_monai.inference.backends import _quiet_exporter
+
+    example = torch.cat([example, example])  # a batch of 2: a batch of 1 would fix the batch size at 1
+    dims = {
+        0: torch.export.Dim("batch", min=1),
+        2: torch.export.Dim("z", min=1),
+        3: torch.export.Dim("y", min=32),
+        4: torch.export.Dim("x", min=32),
+    }
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            dynamo=True,
+            dynamic_shapes={"x": dims},
+            input_names=["raw"],
+            output_names=["mask"],
+            verbose=False,
+        )
+    program.save(str(path))
+    return int(program.model.opset_imports.get("", 18))
+
+
+def export_bioimageio(
+    output: str | Path,
+    bundle: str | Path | None = None,
+    sample: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the bioimage.io package (zip) of a weights bundle; returns its path.
+
+    ``sample`` is a stack file whose middle becomes the package's test input (the default, a
+    synthetic EM stack, shows the format but not the model at its best). Nothing is written
+    unless the whole package is built; an existing ``output`` is kept unless ``overwrite``.
+    """
+    require_bioimageio()
+    from bioimageio.spec import save_bioimageio_package
+
+    output = Path(output)
+    if output.suffix != ".zip":
+        raise InputError(f"the package is a .zip file, got {output}")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise InputError(f"folder of the package does not exist: {output.parent}")
+    model = load_bundle_model(bundle)
+    factor = model.factor
+    stack = sample_stack(factor, sample)
+    expected = predict_package_input(model, stack)
+    example = torch.from_numpy(normalise_like_bioimageio(stack))[None, None]
+    with tempfile.TemporaryDirectory(prefix=".emseg-bioimageio-", dir=output.parent) as tmp:
+        folder = Path(tmp)
+        files: dict[str, Any] = {"test_input": folder / "test_input.npy", "test_output": folder / "test_output.npy"}
+        np.save(files["test_input"], stack.astype(np.float32)[None, None])
+        np.save(files["test_output"], expected)
+        import tifffile
+
+        files["sample_input"], files["sample_output"] = folder / "sample_input.tif", folder / "sample_output.tif"
+        tifffile.imwrite(files["sample_input"], stack[None, None])
+        tifffile.imwrite(files["sample_output"], expected.astype(np.uint8))
+        files["cover"] = folder / "cover.png"
+        _cover(files["cover"], stack, expected[0, 0])
+        files["documentation"] = folder / "README.md"
+        halo_z = model.settings.window // 2 if model.scm is not None else 0
+        files["documentation"].write_text(_documentation(model, factor, halo_z))
+        files["torchscript"] = folder / "twostage.pt"
+        torch.jit.script(model.graph()).save(str(files["torchscript"]))
+        files["onnx"] = folder / "twostage.onnx"
+        files["opset"] = _export_onnx(model.graph(chunk=0), example, files["onnx"])
+        descr = _description(model, files, factor)
+        partial = folder / output.name
+        save_bioimageio_package(descr, output_path=partial)
+        shutil.move(str(partial), output)
+    logger.info("wrote %s", output)
+    return output
+
+
+def test_package(package: str | Path) -> Any:
+    """bioimage.io's own checks of a package (format, and each weight format reproducing the test output).
+
+    Returns bioimageio's ``ValidationSummary`` (``.status`` is ``"passed"`` or ``"failed"``).
+    """
+    require_bioimageio()
+    from bioimageio.core import test_model
+
+    return test_model(str(package))
+
+
+def predict_with_package(package: str | Path, stack: np.ndarray, weight_format: str | None = None) -> np.ndarray:
+    """Masks (Z, Y, X) uint8 0/255 of a raw stack, predicted by bioimageio.core from a package.
+
+    The way a Python consumer runs the package: bioimageio.core does the pre-processing, runs the
+    graph (``weight_format`` ``"torchscript"`` or ``"onnx"``; None: bioimageio's choice) and binarises.
+    Y and X must be multiples of the package's step (see its documentation).
+    """
+    require_bioimageio()
+    from bioimageio.core import create_prediction_pipeline, load_model_description, predict
+
+    descr = load_model_description(str(package))
+    pipeline = create_prediction_pipeline(descr, weight_format=weight_format, devices=["cpu"])
+    sample = predict(model=pipeline, inputs={"raw": np.asarray(stack, dtype=np.float32)[None, None]})
+    mask = next(iter(sample.members.values())).data.values  # (1, 1, Z, Y, X) 0/1
+    return (np.asarray(mask)[0, 0] > 0).astype(np.uint8) * np.uint8(255)

@@ -1,0 +1,104 @@
+"""The two stages as one graph (exchange.twostage) and the bioimage.io package (exchange.bioimageio)."""
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import BasicUNet
+
+from emseg_monai.cli import main
+from emseg_monai.data import make_synthetic_stack
+from emseg_monai.errors import InputError
+from emseg_monai.exchange.twostage import TwoStageNet, whole_factor
+from emseg_monai.inference import InferenceSettings
+from emseg_monai.inference.stages import segment
+from emseg_monai.transforms.stacks import normalize_stack
+
+FEATURES = (4, 4, 8, 8, 16, 4)
+
+
+def _nets(window):
+    torch.manual_seed(0)
+    return (
+        BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=FEATURES).eval(),
+        BasicUNet(spatial_dims=2, in_channels=window, out_channels=1, features=FEATURES).eval(),
+    )
+
+
+@pytest.mark.parametrize("factor, window, kind", [(1, 3, "prob"), (2, 5, "prob"), (2, 3, "mask")])
+def test_one_graph_equals_the_two_stages(factor, window, kind):
+    stage1, scm = _nets(window)
+    settings = InferenceSettings(
+        window=window, input_kind=kind, stage1_downsample=factor, scm_downsample=factor, backend="torch", tile=0
+    )
+    image = make_synthetic_stack((9, 64, 96), seed=2)[0]
+    expected = segment(image, stage1, scm, settings, progress=False)
+    graph = torch.jit.script(TwoStageNet(stage1, scm, window, factor, factor, kind, chunk=4).eval())
+    x = torch.from_numpy(normalize_stack(image))[None, None]
+    with torch.inference_mode():
+        prob = graph(x)
+        other = x.flip(2)  # the SCM is not symmetric in Z: another stack
+        twice = graph(torch.cat([x, other]))  # a batch of two stacks: each on its own
+        alone = graph(other)
+    stored = torch.round(prob[0, 0] * 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(stored, expected["final_prob"])
+    torch.testing.assert_close(twice[0], prob[0], rtol=0, atol=1e-5)  # other batch sizes: other kernels
+    torch.testing.assert_close(twice[1], alone[0], rtol=0, atol=1e-5)
+    first_only = TwoStageNet(stage1, None, window, factor, factor, kind).eval()
+    with torch.inference_mode():
+        stage1_prob = torch.round(first_only(x)[0, 0] * 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(stage1_prob, expected["stage1_prob"])
+
+
+@pytest.mark.parametrize("value", [1.5, 0.5, "2.5"])
+def test_single_graph_needs_whole_resolution_factors(value):
+    with pytest.raises(InputError, match=f"stage1_downsample must be a whole number >= 1 .*got {value}"):
+        whole_factor(value, "stage1_downsample")
+    assert whole_factor(2.0, "x") == 2
+
+
+def test_export_refuses_bad_outputs_in_one_line(tiny_run, tmp_path, capsys):
+    pytest.importorskip("bioimageio.core")
+    assert main(["export-bioimageio", str(tmp_path / "model.txt"), "--models", str(tiny_run)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"emseg export-bioimageio: error: the package is a .zip file, got {tmp_path / 'model.txt'}"
+    )
+    kept = tmp_path / "model.zip"
+    kept.write_bytes(b"older package")
+    assert main(["export-bioimageio", str(kept), "--models", str(tiny_run)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert kept.read_bytes() == b"older package"
+    missing = tmp_path / "no" / "model.zip"
+    assert main(["export-bioimageio", str(missing), "--models", str(tiny_run)]) == 2
+    assert "folder of the package does not exist" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]  # no half-written files
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import importlib.util
+
+    from emseg_monai.exchange import bioimageio
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name.startswith("bioimageio") else real(name))
+    with pytest.raises(InputError, match=r'pip install "emseg-monai\[bioimageio\]" \(bioimageio.spec is missing\)'):
+        bioimageio.export_bioimageio("x.zip")
+
+
+def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_path, capsys):
+    pytest.importorskip("bioimageio.core")
+    from emseg_monai.exchange.bioimageio import load_bundle_model, predict_package_input, predict_with_package
+
+    package = tmp_path / "tiny.zip"
+    assert main(["--quiet", "export-bioimageio", str(package), "--models", str(tiny_run)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
+    image = make_synthetic_stack((9, 64, 80), seed=5)[0]
+    model = load_bundle_model(tiny_run)
+    expected = predict_package_input(model, image)[0, 0] > 0
+    for weights in ("torchscript", "onnx"):
+        mask = predict_with_package(package, image, weights)
+        assert mask.shape == image.shape and mask.dtype == np.uint8
+        assert np.mean((mask > 0) == expected) > 0.999, weights  # ONNX Runtime rounds a little differently
+    ours = segment(image, model.stage1, model.scm, model.settings.replace(backend="torch"), progress=False)
+    agree = np.mean((ours["final_mask"] > 0) == expected)
+    assert agree > 0.98  # only the intensity percentiles differ (a subsample in emseg segment)
