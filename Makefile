@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,bioimageio]" "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bioimageio,napari]" "$(TORCH)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -76,19 +76,9 @@ class BundleModel:
 
 def load_bundle_model(bundle: str | Path | None = None) -> BundleModel:
     """Networks and settings of a weights bundle (a run folder of ``emseg train``; None: the shipped one)."""
-    from monai.bundle import ConfigParser
+    from emseg_monai.inference.loading import load_bundle_networks
 
-    from emseg_monai.workflows import config_path, resolve_bundle
-
-    root = resolve_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(config_path("inference.yaml", root))
-    parser["bundle_root"] = str(root)
-    parser["device"] = "cpu"
-    parser["backend"] = "torch"
-    stage1 = parser.get_parsed_content("network").eval()
-    scm = parser.get_parsed_content("scm_network")
-    return BundleModel(stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root)
+    return BundleModel(*load_bundle_networks(bundle))
 
 
 def normalise_like_bioimageio(stack: np.ndarray) -> np.ndarray:

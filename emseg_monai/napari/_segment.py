@@ -1,0 +1,133 @@
+"""Segment widget: stage 1 + SCM of a bundle on an image layer, in a background worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from emseg_monai.errors import ONE_LINE_ERRORS, find_cause
+from emseg_monai.napari._common import LayerPicker, ProgressRow, show_error, stack_of
+
+CHUNK = 8  # slices per step: the unit of progress and of cancelling
+
+
+def segment_steps(data: Any, networks: tuple[Any, Any], settings: Any) -> Iterator[tuple[int, str]]:
+    """Generator: yields (steps done, text) per chunk of slices; returns (mask 0/1, stage-1 probabilities).
+
+    ``data`` is (Z, Y, X), numpy or lazy (Zarr, Dask): only ``CHUNK`` slices at a time are read. The
+    masks equal ``inference.stages.segment``'s: stage 1 is per slice, and the SCM's windows read the
+    whole stage-1 stack (kept in memory as uint8).
+    """
+    from emseg_monai.inference.stages import scm, stage1
+    from emseg_monai.transforms.stacks import intensity_range, to_mask
+
+    stage1_net, scm_net = networks
+    z = data.shape[0]
+    starts = list(range(0, z, CHUNK))
+    value_range = intensity_range(data)
+    probs = np.empty(tuple(data.shape), np.uint8)
+    for i, z0 in enumerate(starts):
+        z1 = min(z0 + CHUNK, z)
+        probs[z0:z1] = stage1(stage1_net, np.asarray(data[z0:z1]), settings, value_range, progress=False)
+        yield i + 1, f"stage 1: {z1} of {z} slices"
+    final = probs
+    if scm_net is not None:
+        final = np.empty_like(probs)
+        for i, z0 in enumerate(starts):
+            z1 = min(z0 + CHUNK, z)
+            final[z0:z1] = scm(scm_net, probs, settings, centers=np.arange(z0, z1), progress=False)
+            yield len(starts) + i + 1, f"SCM: {z1} of {z} slices"
+    return (to_mask(final, settings.threshold) > 0).astype(np.uint8), probs
+
+
+class SegmentWidget(QWidget):
+    """Pick an image layer and a weights bundle; adds a labels layer of mitochondria (1) when done."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.image = LayerPicker(napari_viewer, "Image")
+        self.models = QLineEdit()
+        self.models.setPlaceholderText("shipped weights (EPFL FIB-SEM)")
+        browse = QPushButton("...")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.models)
+        row.addWidget(browse)
+        self.keep_stage1 = QCheckBox("also add the stage-1 probabilities")
+        self.use_scm = QCheckBox("run the SCM (second stage)")
+        self.use_scm.setChecked(True)
+        self.run_button = QPushButton("Segment")
+        self.run_button.clicked.connect(self.run)
+        self.progress = ProgressRow()
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("weights bundle", row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for widget in (self.use_scm, self.keep_stage1, self.run_button, self.progress, self.progress.status):
+            layout.addWidget(widget)
+        layout.addStretch()
+        self.result: Any = None
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "weights bundle (a training run or bundle/)")
+        if folder:
+            self.models.setText(folder)
+
+    def run(self) -> Any:
+        """Start the worker (returned, for tests); None when the input is refused (the message is shown)."""
+        from napari.qt.threading import thread_worker
+
+        if self.progress.busy:
+            show_error("a segmentation is already running: wait for it or cancel it")
+            return None
+        try:
+            layer = self.image.layer()
+            data = stack_of(layer)
+            networks, settings = self._networks()
+        except Exception as exc:
+            return self._fail(exc)
+        chunks = -(-data.shape[0] // CHUNK)
+        worker = thread_worker(segment_steps)(data, networks, settings)
+        worker.returned.connect(lambda result: self._add(layer, result))
+        worker.errored.connect(self._fail)
+        worker.aborted.connect(lambda: self.progress.status.setText("cancelled: nothing added"))
+        self.progress.start(worker, chunks * (2 if networks[1] is not None else 1), f"segmenting {layer.name} ...")
+        return worker
+
+    def _networks(self) -> tuple[tuple[Any, Any], Any]:
+        import torch
+
+        from emseg_monai.inference.loading import load_bundle_networks
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        folder = self.models.text().strip() or None
+        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=self.use_scm.isChecked())
+        return (stage1, scm), settings
+
+    def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray]) -> None:
+        mask, probs = result
+        place = {"scale": layer.scale, "translate": layer.translate}
+        self.result = self.viewer.add_labels(mask, name=f"{layer.name} mitochondria", opacity=0.5, **place)
+        if self.keep_stage1.isChecked():
+            self.viewer.add_image(probs, name=f"{layer.name} stage-1 probability", colormap="magma", **place)
+        self.progress.status.setText(f"done: {layer.name} mitochondria ({100 * mask.mean():.1f}% of voxels)")
+
+    def _fail(self, exc: BaseException) -> None:
+        cause = find_cause(exc, ONE_LINE_ERRORS)
+        message = str(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
+        self.progress.status.setText(f"error: {message}")
+        show_error(message)

@@ -1,0 +1,155 @@
+"""napari plugin: sample data, Segment, Train from painted slices, Measure; headless (Xvfb via pytest-xvfb)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if not os.environ.get("DISPLAY") and shutil.which("Xvfb") is None:
+    pytest.skip("no display and no Xvfb (.ci/apt-packages.txt lists the system packages)", allow_module_level=True)
+
+from emseg_monai.data import make_synthetic_stack  # noqa: E402
+from emseg_monai.inference.loading import load_bundle_networks  # noqa: E402
+from emseg_monai.inference.stages import segment  # noqa: E402
+from emseg_monai.napari import _measure, _segment, _train  # noqa: E402
+from tests.conftest import TRAIN_ARGS  # noqa: E402
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown = []
+    for module in (_segment, _train, _measure):
+        monkeypatch.setattr(module, "show_error", shown.append)
+    return shown
+
+
+def test_sample_data_and_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("emseg-monai", "synthetic-em")
+    assert [layer.name for layer in viewer.layers] == ["synthetic EM", "synthetic mitochondria"]
+    assert viewer.layers["synthetic EM"].data.shape == (24, 192, 192)
+    _, widget = viewer.window.add_plugin_dock_widget("emseg-monai", "Segment")
+    assert isinstance(widget, _segment.SegmentWidget) and widget.image.currentText() == "synthetic EM"
+
+
+def test_segment_widget_adds_emseg_masks(make_napari_viewer, qtbot, tiny_run):
+    viewer = make_napari_viewer()
+    image = make_synthetic_stack((10, 48, 40), seed=3)[0]
+    viewer.add_image(image, name="em", scale=(5, 5, 5))
+    widget = _segment.SegmentWidget(viewer)
+    widget.models.setText(str(tiny_run))
+    widget.keep_stage1.setChecked(True)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.progress.busy, timeout=WAIT_MS)
+    stage1, scm, settings, _ = load_bundle_networks(tiny_run)
+    expected = segment(image, stage1, scm, settings, progress=False)
+    np.testing.assert_array_equal(viewer.layers["em mitochondria"].data, expected["final_mask"] > 0)
+    np.testing.assert_array_equal(viewer.layers["em stage-1 probability"].data, expected["stage1_prob"])
+    assert tuple(viewer.layers["em mitochondria"].scale) == (5, 5, 5)
+    assert widget.progress.status.text().startswith("done: em mitochondria")
+
+
+def test_segment_cancel_adds_nothing(make_napari_viewer, qtbot, tiny_run):
+    viewer = make_napari_viewer()
+    viewer.add_image(make_synthetic_stack((96, 64, 64), seed=1)[0], name="em")
+    widget = _segment.SegmentWidget(viewer)
+    widget.models.setText(str(tiny_run))
+    worker = widget.run()
+    widget.progress.stop()
+    qtbot.waitUntil(lambda: not widget.progress.busy, timeout=WAIT_MS)
+    assert worker.abort_requested and [layer.name for layer in viewer.layers] == ["em"]
+    assert widget.progress.status.text() == "cancelled: nothing added"
+
+
+def test_segment_refuses_a_2d_image_and_missing_weights(make_napari_viewer, errors, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="flat")
+    widget = _segment.SegmentWidget(viewer)
+    assert widget.run() is None
+    assert errors == ["layer 'flat' must be a 3D (Z, Y, X) stack, got shape (32, 32)"]
+    viewer.add_image(np.zeros((4, 32, 32), np.uint8), name="stack")
+    widget.image.setCurrentText("stack")
+    widget.models.setText(str(tmp_path / "nowhere"))
+    assert widget.run() is None and "nowhere" in errors[-1] and len(viewer.layers) == 2
+
+
+def _tiny_options():
+    """TRAIN_ARGS (the tiny test recipe) as the Train widget's extra options."""
+    args, options = list(TRAIN_ARGS), {}
+    while args:
+        key, value = args.pop(0).lstrip("-"), args.pop(0)
+        if key not in ("labeled", "epochs", "iterations"):
+            options[key] = value
+    return options
+
+
+def test_train_widget_trains_from_painted_slices(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    image, label = make_synthetic_stack((12, 32, 32), seed=0)
+    painted = np.zeros(label.shape, np.uint8)
+    painted[[0, 4, 8]] = label[[0, 4, 8]] > 0
+    viewer.add_image(image, name="em")
+    viewer.add_labels(painted, name="painted")
+    assert _train.painted_slices(painted) == [0, 4, 8]
+    widget = _train.TrainWidget(viewer)
+    widget.output.setText(str(tmp_path / "run"))
+    widget.epochs.setValue(1)
+    widget.iterations.setValue(2)
+    widget.extra = _tiny_options()
+    assert widget.run() is not None, errors
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.progress.busy, timeout=WAIT_MS)
+    assert (tmp_path / "run" / "models" / "model.pt").is_file() and (tmp_path / "run" / "models" / "scm.pt").is_file()
+    finished = viewer.layers["em finished"].data
+    np.testing.assert_array_equal(finished[[0, 4, 8]], painted[[0, 4, 8]])  # labeled slices keep their labels
+    assert widget.progress.status.text().startswith("trained: ")
+
+
+def test_train_cancel_stops_the_run_and_says_how_to_resume(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    image, label = make_synthetic_stack((12, 32, 32), seed=0)
+    viewer.add_image(image, name="em")
+    viewer.add_labels((label > 0).astype(np.uint8) * (np.arange(12) % 4 == 0)[:, None, None], name="painted")
+    widget = _train.TrainWidget(viewer)
+    widget.output.setText(str(tmp_path / "run"))
+    widget.epochs.setValue(500)
+    widget.extra = _tiny_options()
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=WAIT_MS)  # training has started
+    widget.progress.stop()
+    qtbot.waitUntil(lambda: not widget.progress.busy, timeout=WAIT_MS)
+    assert widget.progress.status.text().startswith("stopped: the state is in")
+    assert (tmp_path / "run" / "models" / "stage1_state.pt").is_file()  # what --resume continues from
+    assert "em finished" not in viewer.layers
+
+
+def test_train_refuses_unpainted_labels(make_napari_viewer, errors, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 32, 32), np.uint8), name="em")
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="painted")
+    widget = _train.TrainWidget(viewer)
+    widget.output.setText(str(tmp_path / "run"))
+    assert widget.run() is None
+    assert errors == ["no painted slice: paint the mitochondria of a few slices in the labels layer"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_measure_widget_table_and_csv(make_napari_viewer, tmp_path, errors):
+    viewer = make_napari_viewer()
+    mask = np.zeros((6, 20, 20), np.uint8)
+    mask[1:3, 2:6, 2:6] = 1
+    mask[3:6, 10:15, 10:14] = 1
+    viewer.add_labels(mask, name="mito", scale=(5, 5, 5))
+    widget = _measure.MeasureWidget(viewer)
+    rows = widget.measure()
+    assert [row["voxels"] for row in rows] == [32, 60] and widget.table.rowCount() == 2
+    assert rows[0]["volume_um3"] == pytest.approx(32 * 125e-9)
+    path = widget.save(tmp_path / "m.csv")
+    assert len(path.read_text().splitlines()) == 3 and errors == []
+    viewer.add_image(np.zeros((6, 20, 20)), name="image only")
+    viewer.layers.remove("mito")
+    assert widget.measure() == [] and errors == ["no labels layer to use: add or open one first"]
