@@ -3,7 +3,7 @@
     python benchmarks/bioimageio_epfl.py --data-dir ../shared/data/epfl --output runs/bioimageio
 
 Exports the package (its test input: the middle of the EPFL stack), runs it through bioimageio.core
-(TorchScript and ONNX weights), segments the same stack with ``emseg segment`` (the bundle's
+(TorchScript weights; ``--weights torchscript,onnx`` for both), segments the same stack with ``emseg segment`` (the bundle's
 configs, torch backend), and scores all of them on the 133 unlabeled slices (labeled: 0, 5, ..., 155).
 Writes ``bioimageio_epfl.json`` to ``--output``. Not a test: it needs the EPFL data and a few minutes.
 """
@@ -29,6 +29,12 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--models", help="bundle folder (default: the shipped bundle)")
+    parser.add_argument(
+        "--weights",
+        default="torchscript",
+        help="weight formats run on the whole stack, comma-separated (onnx holds every slice's activations at once: "
+        "about 20 GB here)",
+    )
     args = parser.parse_args()
     data, out = Path(args.data_dir), Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +54,7 @@ def main() -> None:
     segment_file(image_file, out / "segment.tif", args.models, overwrite=True, backend="torch", device="cpu")
     results["emseg segment"] = {"seconds": round(time.perf_counter() - start, 1)}
     masks["emseg segment"] = read_mask(out / "segment.tif")
-    for weights in ("torchscript", "onnx"):
+    for weights in args.weights.split(","):
         start = time.perf_counter()
         masks[f"bioimageio.core ({weights})"] = predict_with_package(package, image, weights)
         results[f"bioimageio.core ({weights})"] = {"seconds": round(time.perf_counter() - start, 1)}

@@ -28,13 +28,17 @@ def errors(monkeypatch):
     return shown
 
 
-def test_sample_data_and_manifest(make_napari_viewer):
+def test_sample_data_and_manifest(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample("emseg-monai", "synthetic-em")
     assert [layer.name for layer in viewer.layers] == ["synthetic EM", "synthetic mitochondria"]
     assert viewer.layers["synthetic EM"].data.shape == (24, 192, 192)
-    _, widget = viewer.window.add_plugin_dock_widget("emseg-monai", "Segment")
+    _, widget = viewer.window.add_plugin_dock_widget("emseg-monai", "Segment")  # napari hands it a proxy viewer
     assert isinstance(widget, _segment.SegmentWidget) and widget.image.currentText() == "synthetic EM"
+    widget.use_scm.setChecked(False)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.progress.busy, timeout=WAIT_MS)
+    assert viewer.layers["synthetic EM mitochondria"].data.shape == (24, 192, 192)
 
 
 def test_segment_widget_adds_emseg_masks(make_napari_viewer, qtbot, tiny_run):

@@ -29,10 +29,15 @@ class LayerPicker(QComboBox):
     def refresh(self, *_: Any) -> None:
         current = self.currentText()
         self.clear()
-        names = [layer.name for layer in self.viewer.layers if type(layer).__name__ == self.kind]
+        names = [layer.name for layer in self.viewer.layers if self._fits(layer)]
         self.addItems(names)
         if current in names:
             self.setCurrentText(current)
+
+    def _fits(self, layer: Any) -> bool:
+        import napari.layers
+
+        return isinstance(layer, getattr(napari.layers, self.kind))  # also through napari's plugin proxies
 
     def layer(self) -> Any:
         """The chosen layer; InputError when there is none of this kind."""
@@ -40,8 +45,8 @@ class LayerPicker(QComboBox):
         if not name or name not in self.viewer.layers:
             raise InputError(f"no {self.kind.lower()} layer to use: add or open one first")
         layer = self.viewer.layers[name]
-        if type(layer).__name__ != self.kind:
-            raise InputError(f"layer {name!r} is a {type(layer).__name__} layer, not {self.kind}")
+        if not self._fits(layer):
+            raise InputError(f"layer {name!r} is not an {self.kind.lower()} layer")
         return layer
 
 
