@@ -3,8 +3,9 @@
     python benchmarks/bioimageio_epfl.py --data-dir ../shared/data/epfl --output runs/bioimageio
 
 Exports the package (its test input: the middle of the EPFL stack), runs it through bioimageio.core
-(TorchScript weights; ``--weights torchscript,onnx`` for both), segments the same stack with ``emseg segment`` (the bundle's
-configs, torch backend), and scores all of them on the 133 unlabeled slices (labeled: 0, 5, ..., 155).
+(TorchScript weights; ``--weights torchscript,onnx`` for both), segments the same stack with
+``emseg segment`` (the bundle's configs, torch backend), and scores all of them on the 133
+unlabeled slices (labeled: 0, 5, ..., 155).
 Writes ``bioimageio_epfl.json`` to ``--output``. Not a test: it needs the EPFL data and a few minutes.
 """
 
@@ -32,8 +33,8 @@ def main() -> None:
     parser.add_argument(
         "--weights",
         default="torchscript",
-        help="weight formats run on the whole stack, comma-separated (onnx holds every slice's activations at once: "
-        "about 20 GB here)",
+        help="weight formats run on the whole stack, comma-separated (the onnx graph holds every slice's "
+        "activations at once)",
     )
     args = parser.parse_args()
     data, out = Path(args.data_dir), Path(args.output)
