@@ -20,7 +20,7 @@ import numpy as np
 
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.evaluation import dice_iou
-from emseg_monai.exchange.bioimageio import export_bioimageio, predict_with_package, test_package
+from emseg_monai.exchange.bioimageio import check_package, export_bioimageio, predict_with_package
 from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import segment_file
 
@@ -48,7 +48,10 @@ def main() -> None:
     package = export_bioimageio(out / "emseg_epfl.zip", args.models, sample=image_file, overwrite=True)
     results["export"] = {"seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
-    results["bioimageio test"] = {"status": test_package(package).status, "seconds": round(time.perf_counter() - start)}
+    results["bioimageio test"] = {
+        "status": check_package(package).status,
+        "seconds": round(time.perf_counter() - start),
+    }
 
     masks = {}
     start = time.perf_counter()

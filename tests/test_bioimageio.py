@@ -71,7 +71,20 @@ def test_export_refuses_bad_outputs_in_one_line(tiny_run, tmp_path, capsys):
     missing = tmp_path / "no" / "model.zip"
     assert main(["export-bioimageio", str(missing), "--models", str(tiny_run)]) == 2
     assert "folder of the package does not exist" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]  # no half-written files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]
+
+
+def test_a_failed_export_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("bioimageio.core")
+    from emseg_monai.exchange import bioimageio
+
+    def broken(*args):
+        raise InputError("the ONNX export broke")
+
+    monkeypatch.setattr(bioimageio, "_export_onnx", broken)
+    with pytest.raises(InputError, match="the ONNX export broke"):
+        bioimageio.export_bioimageio(tmp_path / "model.zip", tiny_run)
+    assert list(tmp_path.iterdir()) == []  # neither the package nor its build folder
 
 
 def test_missing_extra_is_named(monkeypatch):

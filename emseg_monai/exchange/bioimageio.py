@@ -6,8 +6,8 @@ The two stages go in as one graph (``twostage.TwoStageNet``), saved as TorchScri
   types in their own type); the consumer maps the intensities with the
   0.5 / 99.5 percentiles of the whole stack to [0, 1] and clips them (the package says so in its
   pre-processing, as ``emseg segment`` does; ours reads a subsample for the percentiles);
-- Y and X: multiples of ``16 x`` the training resolution factor, at least ``64 x`` it; Z: at least
-  the SCM's window N (consumers pad to those sizes);
+- Y and X: multiples of ``16 x`` the training resolution factor, at least ``64 x`` it (consumers
+  pad to those sizes); Z: any number of slices;
 - output ``mask``: the SCM's probability binarised at the bundle's threshold, 0/1, same shape; no
   halo declared (see the package's documentation, "Tiling": bioimageio.core 0.11 would zero-pad a
   halo before computing the percentiles), so consumers run whole stacks.
@@ -18,6 +18,7 @@ Needs ``pip install "emseg-monai[bioimageio]"`` (bioimageio.core, bioimageio.spe
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -89,21 +90,37 @@ def normalise_like_bioimageio(stack: np.ndarray) -> np.ndarray:
 
 
 def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) -> np.ndarray:
-    """A test input (Z, Y, X): the middle of ``image`` (else a synthetic EM stack), sides a multiple of 16 x factor."""
+    """A test input (Z, Y, X): the middle of ``image`` (else a synthetic EM stack).
+
+    Its sides are multiples of ``16 x factor`` and at least ``64 x factor`` px, the package's sizes.
+    """
     step = 16 * factor
     if image is None:
         from emseg_monai.data.synthetic import make_synthetic_stack
 
-        return make_synthetic_stack(SAMPLE_SHAPE, seed=seed)[0]
+        side = max(4 * step, SAMPLE_SHAPE[1] - SAMPLE_SHAPE[1] % step)
+        return make_synthetic_stack((SAMPLE_SHAPE[0], side, side), seed=seed)[0]
     from emseg_monai.io import read_stack
 
     stack = read_stack(image)
     z, y, x = (min(n, limit) for n, limit in zip(stack.shape, SAMPLE_SHAPE))
     y, x = y - y % step, x - x % step
-    if y < 2 * step or x < 2 * step:
-        raise InputError(f"sample image {image} is too small: slices need at least {2 * step} x {2 * step} px")
+    if y < 4 * step or x < 4 * step:
+        shape = tuple(stack.shape)
+        raise InputError(
+            f"sample image {image} is too small: slices need at least {4 * step} x {4 * step} px, got {shape}"
+        )
     z0, y0, x0 = ((n - m) // 2 for n, m in zip(stack.shape, (z, y, x)))
     return np.ascontiguousarray(stack[z0 : z0 + z, y0 : y0 + y, x0 : x0 + x])
+
+
+def binarize_threshold(threshold: float) -> float:
+    """The bioimage.io ``binarize`` threshold (``p > t``) equal to emseg's mask rule on the graph's output.
+
+    The graph rounds its probabilities to 1/255 (the stage files' steps); emseg's masks are
+    ``round(p x 255) >= 255 x threshold``, i.e. ``p > (ceil(255 x threshold) - 0.5) / 255``.
+    """
+    return (math.ceil(255 * threshold) - 0.5) / 255
 
 
 def predict_package_input(model: BundleModel, stack: np.ndarray) -> np.ndarray:
@@ -111,7 +128,7 @@ def predict_package_input(model: BundleModel, stack: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(normalise_like_bioimageio(stack))[None, None]
     with torch.inference_mode():
         prob = model.graph()(x)
-    return (prob > model.settings.threshold).to(torch.float32).numpy()
+    return (prob > binarize_threshold(model.settings.threshold)).to(torch.float32).numpy()
 
 
 def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
@@ -147,12 +164,13 @@ exported from the emseg-monai weights bundle `{model.bundle.name}` (emseg-monai 
 One graph holding {stages}: stage 1, a 2D U-Net, gives each slice a probability map; the SCM, a 2D
 U-Net whose input is the {s.window} stage-1 maps around a slice (z - {halo_z} .. z + {halo_z}, the
 stack ends repeated), refines the middle one. Both run at 1/{factor} of the XY resolution and their
-outputs are resized back. The output is the SCM's probability above {s.threshold}: 1 for mitochondria.
+outputs are resized back. The output is 1 where the SCM's probability, rounded to 1/255 as emseg-monai
+stores it, reaches {s.threshold}: mitochondria.
 
 ## Input
 
-- axes `batch, channel, z, y, x`, one channel of raw EM intensities (any type; float32 after
-  pre-processing), light or dark mitochondria as in the training data;
+- axes `batch, channel, z, y, x`, one channel of raw EM intensities as float32 (convert other types
+  first: bioimageio.core scales them in their own type), mitochondria dark as in the training data;
 - Y and X: multiples of {16 * factor} px, at least {64 * factor} (consumers pad to those sizes);
   Z: any number of slices;
 - pre-processing (done by the consumer): the 0.5 and 99.5 percentiles of the whole stack mapped to
@@ -165,10 +183,12 @@ outputs are resized back. The output is the SCM's probability above {s.threshold
 Run whole stacks in one piece when they fit in memory: then the masks are emseg-monai's. The output
 of slice z depends on slices z - {halo_z} .. z + {halo_z}, but the package declares no halo, because
 bioimageio.core 0.11 pads a declared halo with zeros before it computes the intensity percentiles
-(which shifts them). A consumer that tiles in Z should overlap blocks by {halo_z} slices and keep their
-middles; slices that are entirely 0 at the ends of a block count as padding (the windows repeat the
-last real slice). Tiles in Y and X change the masks a little wherever they are cut: the networks
-normalise each slice as a whole (instance normalisation).
+(which shifts them). A consumer that tiles in Z should give each block {halo_z} slices of context on
+each side (neighbouring blocks overlap by {2 * halo_z}) and keep the middles; slices that are entirely
+0 at the ends of a block count as padding (the windows repeat the last real slice). Tiles in Y and
+X change the masks a little wherever they are cut: the networks normalise each slice as a whole
+(instance normalisation). The ONNX graph runs all slices of a block in one batch: its memory grows
+with the block (the TorchScript graph runs 8 slices at a time).
 
 ## Same masks as emseg-monai
 
@@ -249,7 +269,9 @@ def _description(model: BundleModel, files: dict[str, Path], factor: int) -> Any
         test_tensor=spec.FileDescr(source=files["test_output"]),
         sample_tensor=spec.FileDescr(source=files["sample_output"]),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
-        postprocessing=[spec.BinarizeDescr(kwargs=spec.BinarizeKwargs(threshold=model.settings.threshold))],
+        postprocessing=[
+            spec.BinarizeDescr(kwargs=spec.BinarizeKwargs(threshold=binarize_threshold(model.settings.threshold)))
+        ],
     )
     torch_version = spec.Version(torch.__version__.split("+")[0])
     weights = spec.WeightsDescr(
@@ -363,7 +385,7 @@ def export_bioimageio(
     return output
 
 
-def test_package(package: str | Path) -> Any:
+def check_package(package: str | Path) -> Any:
     """bioimage.io's own checks of a package (format, and each weight format reproducing the test output).
 
     Returns bioimageio's ``ValidationSummary`` (``.status`` is ``"passed"`` or ``"failed"``).

@@ -9,8 +9,11 @@ of shape-dependent branches, so that it exports to ONNX with dynamic sizes:
 - the XY resolution factors are whole numbers ``k`` and the slice sides multiples of ``16 k``
   (4 poolings of the U-Net at network resolution): shrinking is then a ``k x k`` average pool and
   growing a bilinear ``x k``, exactly what ``resize_tensor`` does at those sizes;
-- slices are not tiled (``tile_size``): a consumer tiles them itself, with the halo the package
-  declares.
+- slices are not tiled (``tile_size``): a consumer runs whole slices (or tiles them itself).
+
+Slices that are entirely 0 at a stack's ends count as padding (a consumer's halo): the windows
+repeat the last other slice there. A real end slice that is entirely 0 after normalisation (a
+blank section) is treated the same way, where ``emseg segment`` would use it as it is.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def _stack_ends(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class TwoStageNet(torch.nn.Module):
-    """Stage 1 then the SCM over stacks; (B, 1, Z, Y, X) float32 in [0, 1] -> same shape, probabilities.
+    """Stage 1 then the SCM over stacks; (B, 1, Z, Y, X) float32 in [0, 1] -> same shape, probabilities
+    in steps of 1/255 (as emseg's probability files).
 
     Slices that are entirely 0 at a stack's ends count as padding: the SCM's windows repeat the
     last other slice there (see ``_stack_ends``).
@@ -128,7 +132,7 @@ class TwoStageNet(torch.nn.Module):
         prob = self.stage1(self.stage1.shrink(slices))
         prob = torch.round(prob * 255.0) / 255.0  # as the stage-1 files store it
         if not self.use_scm:
-            return prob.reshape(batch, 1, z, height, width)
+            return prob.reshape(batch, 1, z, height, width)  # already in 1/255 steps
         if self.as_mask:
             prob = (prob >= self.threshold).to(prob.dtype)
         first, last = _stack_ends(x)
@@ -138,4 +142,5 @@ class TwoStageNet(torch.nn.Module):
         start = (torch.arange(batch, device=x.device) * z).reshape(batch, 1, 1)
         index = (start + local).reshape(batch * z, 2 * self.half + 1)  # windows of each stack, ends repeated
         final = self.scm(self.scm.shrink(prob)[:, 0], index)
+        final = torch.round(final * 255.0) / 255.0  # as emseg's output files: its masks come from these steps
         return final.reshape(batch, 1, z, height, width)

@@ -46,7 +46,8 @@ class LayerPicker(QComboBox):
             raise InputError(f"no {self.kind.lower()} layer to use: add or open one first")
         layer = self.viewer.layers[name]
         if not self._fits(layer):
-            raise InputError(f"layer {name!r} is not an {self.kind.lower()} layer")
+            article = "an" if self.kind[0] in "AEIOU" else "a"
+            raise InputError(f"layer {name!r} is not {article} {self.kind.lower()} layer")
         return layer
 
 
@@ -70,6 +71,7 @@ class ProgressRow(QWidget):
         for widget in (self.bar, self.cancel):
             layout.addWidget(widget)
         self.worker: Any = None
+        self.on_cancel: Any = None  # a widget's own way to stop its worker (else the worker's quit)
         self.cancel.clicked.connect(self.stop)
 
     def start(self, worker: Any, total: int, text: str) -> None:
@@ -90,7 +92,10 @@ class ProgressRow(QWidget):
     def stop(self) -> None:
         if self.worker is not None:
             self.status.setText("cancelling ...")
-            self.worker.quit()
+            if self.on_cancel is not None:
+                self.on_cancel()
+            else:
+                self.worker.quit()
 
     def done(self) -> None:
         self.cancel.setEnabled(False)

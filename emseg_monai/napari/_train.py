@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from emseg_monai.errors import InputError
+from emseg_monai.errors import ONE_LINE_ERRORS, InputError, find_cause
 from emseg_monai.napari._common import LayerPicker, ProgressRow, show_error, stack_of
 
 EPOCH_LINE = re.compile(r"\b(stage1|scm) epoch (\d+)/(\d+)")
@@ -49,14 +49,21 @@ def train_command(image: Path, label: Path, output: Path, labeled: list[int], op
     return argv
 
 
-def train_steps(argv: list[str], total: int) -> Iterator[tuple[int, str]]:
-    """Generator: runs ``argv``, yields (epochs done, last log line) twice a second; returns the exit code.
+STOPPED = 128 + signal.SIGTERM  # emseg train's exit status after SIGTERM (state kept)
 
-    Closing the generator (the worker's cancel) sends SIGTERM: ``emseg train`` stops after the
-    current iteration and keeps its state for ``--resume``.
+
+def train_steps(argv: list[str], total: int, started: Callable[[subprocess.Popen], None] | None = None) -> Iterator:
+    """Generator: runs ``argv``, yields (epochs done, last log line) twice a second; returns the exit status.
+
+    ``started`` receives the process: the widget's Cancel sends it SIGTERM, ``emseg train`` stops
+    after the current iteration and keeps its state for ``--resume``, and this generator ends when
+    the process has ended (status ``STOPPED``). Any other failure raises InputError with the
+    command's last error line. Closed early, it stops the process the same way.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if started is not None:
+        started(proc)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -85,15 +92,25 @@ def train_steps(argv: list[str], total: int) -> Iterator[tuple[int, str]]:
                 last = "MPP: building the SCM's targets"
             yield done, last
         code = proc.wait()
-        if code != 0:
-            raise InputError(
-                next((t for t in reversed(tail) if "error" in t.lower()), f"emseg train ended with {code}")
-            )
+        if code not in (0, STOPPED):
+            error = next((t for t in reversed(tail) if "error" in t.lower()), f"emseg train ended with status {code}")
+            raise InputError(error.split("error: ", 1)[-1])
         return code
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, seconds: float = 60.0) -> None:
+    """SIGTERM a still running process, wait up to ``seconds`` for its state to be saved, then kill it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
             proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 class TrainWidget(QWidget):
@@ -112,6 +129,7 @@ class TrainWidget(QWidget):
             box.setRange(1, 10000)
             box.setValue(value)
         self.resume = QCheckBox("resume / fine-tune the run in this folder")
+        self.overwrite = QCheckBox("replace the run in this folder")
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.run)
         self.progress = ProgressRow()
@@ -124,11 +142,13 @@ class TrainWidget(QWidget):
         form.addRow("iterations per epoch", self.iterations)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for widget in (self.resume, self.train_button, self.progress, self.progress.status):
+        for widget in (self.resume, self.overwrite, self.train_button, self.progress, self.progress.status):
             layout.addWidget(widget)
         layout.addStretch()
         self.extra: dict[str, Any] = {}  # more emseg train options (tests: tiny networks)
         self.result: Any = None
+        self.process: subprocess.Popen | None = None  # the running emseg train
+        self.progress.on_cancel = self.cancel
 
     def run(self) -> Any:
         """Write the inputs and start the worker (returned); None when the input is refused (message shown)."""
@@ -157,22 +177,34 @@ class TrainWidget(QWidget):
             write_stack(folder / "image.tif", np.asarray(image))
             write_stack(folder / "label.tif", (np.asarray(labels) > 0).astype(np.uint8) * np.uint8(255))
         except Exception as exc:
-            show_error(str(exc))
+            self._fail(exc)
             return None
-        options = {"epochs": self.epochs.value(), "iterations": self.iterations.value(), **self.extra}
-        options["resume" if self.resume.isChecked() else "overwrite"] = True
+        options: dict[str, Any] = {"epochs": self.epochs.value(), "iterations": self.iterations.value()}
+        if self.resume.isChecked():  # a run's own epochs (fine-tuning: a third of them)
+            options = {"resume": True}
+        elif self.overwrite.isChecked():
+            options["overwrite"] = True
+        options.update(self.extra)
+        scale = tuple(float(v) for v in image_layer.scale[-3:])
+        if scale != (1.0, 1.0, 1.0):  # napari's default scale means unknown
+            options.setdefault("voxel-size", ",".join(f"{v:g}" for v in scale))
         argv = train_command(folder / "image.tif", folder / "label.tif", output, labeled, options)
         total = 2 * int(options.get("epochs", self.epochs.value()))
-        worker = thread_worker(train_steps)(argv, total)
-        worker.returned.connect(lambda code: self._add(image_layer, output))
-        worker.errored.connect(lambda exc: self._fail(str(exc)))
-        worker.aborted.connect(
-            lambda: self.progress.status.setText(f"stopped: the state is in {output}; tick resume and Train to go on")
-        )
+        worker = thread_worker(train_steps)(argv, total, lambda proc: setattr(self, "process", proc))
+        worker.returned.connect(lambda code: self._ended(image_layer, output, code))
+        worker.errored.connect(self._fail)
         self.progress.start(worker, total, f"training on {len(labeled)} labeled slices ...")
         return worker
 
-    def _add(self, layer: Any, output: Path) -> None:
+    def cancel(self) -> None:
+        """SIGTERM the running ``emseg train``: it stops after this iteration with its state saved."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def _ended(self, layer: Any, output: Path, code: int) -> None:
+        if code == STOPPED:
+            self.progress.status.setText(f"stopped: the state is in {output}; tick resume and Train to go on")
+            return
         from emseg_monai.io import read_mask
 
         finished = output / "finished_mask.tif"
@@ -183,6 +215,8 @@ class TrainWidget(QWidget):
             )
         self.progress.status.setText(f"trained: {output} (use it as the Segment widget's weights bundle)")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, exc: BaseException) -> None:
+        cause = find_cause(exc, ONE_LINE_ERRORS)
+        message = str(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
         self.progress.status.setText(f"error: {message}")
         show_error(message)

@@ -21,7 +21,8 @@ from emseg_monai.options import as_float
 def intensity_range(stack: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> tuple[float, float]:
     """Percentiles of a subsample of ``stack`` used to map intensities to [0, 1].
 
-    At most 32 slices and every 4th pixel in Y and X are read, so this is cheap on large stacks.
+    Every ``Z // 32``-th slice (all slices of stacks under 64; 32 to 63 slices of larger ones) and every
+    4th pixel in Y and X are read, so this is cheap on large stacks.
     """
     step_z = max(1, stack.shape[0] // 32)
     sample = np.asarray(stack[::step_z, ::4, ::4], dtype=np.float32)
@@ -69,7 +70,7 @@ def _like(result: np.ndarray, data: Any) -> Any:
 class NormalizeStack(Transform):
     """Map a stack's intensities to float32 [0, 1]: its 0.5 and 99.5 percentiles to 0 and 1, clipped.
 
-    The percentiles come from a subsample of the whole stack (at most 32 slices, every 4th pixel:
+    The percentiles come from a subsample of the whole stack (every Z // 32-th slice, every 4th pixel:
     ``intensity_range``), the same range block-wise inference uses, so both give the same masks.
 
     Examples
