@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -197,11 +199,19 @@ def _mutate_and_test(src: Path, item: dict, command: str, timeout: float) -> dic
     """One mutant, tested: cosmic-ray's worker result as a dict (None if the worker failed)."""
     m = item["mutations"][0]
     argv = ["cosmic-ray", "mutate-and-test", m["module_path"], m["operator_name"], str(m["occurrence"]), command]
+    # its own process group: a hung mutant's pytest (a child of cosmic-ray) is killed with it
+    proc = subprocess.Popen(
+        argv, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        proc = subprocess.run(argv, cwd=src, capture_output=True, text=True, timeout=timeout + 60)
-        return json.loads(proc.stdout)
-    except (subprocess.TimeoutExpired, json.JSONDecodeError):
-        return {"worker_outcome": "abnormal", "test_outcome": "incompetent"}
+        out, _ = proc.communicate(timeout=timeout + 60)
+        return json.loads(out)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    except json.JSONDecodeError:
+        pass
+    return {"worker_outcome": "abnormal", "test_outcome": "incompetent"}
 
 
 def run_module(
