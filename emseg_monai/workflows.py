@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monai.bundle import ConfigWorkflow
 
 from emseg_monai import default_bundle_root
 from emseg_monai.errors import InputError
+
+if TYPE_CHECKING:  # annotations only: importing torch here would slow every command's start
+    import torch
+
+    from emseg_monai.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +111,26 @@ def evaluate_file(pred_file: str | Path, label_file: str | Path, bundle: str | P
     return run_config(
         ["evaluate.yaml"], resolve_bundle(bundle), pred_file=str(pred_file), label_file=str(label_file), **overrides
     )
+
+
+def load_bundle_networks(
+    bundle: str | Path | None = None, device: str = "cpu", **overrides: Any
+) -> tuple[torch.nn.Module, torch.nn.Module | None, InferenceSettings, Path]:
+    """(stage 1, SCM or None, settings, bundle folder) of a bundle (None: the shipped one), in eval mode.
+
+    ``overrides`` set ``inference.yaml`` keys first (``backend="torch"``, ``use_scm=False`` ...);
+    the networks are plain torch modules unless ``backend`` says otherwise.
+    """
+    from monai.bundle import ConfigParser
+
+    root = resolve_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(config_path("inference.yaml", root))
+    parser["bundle_root"] = str(root)
+    parser["device"] = device
+    parser["backend"] = overrides.pop("backend", "torch")
+    for key, value in overrides.items():
+        parser[key] = value
+    stage1 = parser.get_parsed_content("network").eval()
+    scm = parser.get_parsed_content("scm_network")
+    return stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root

@@ -16,7 +16,8 @@ LAYERS = {
     "networks": 4,
     "evaluation": 5,
 }
-LAYERS.update({"handlers": 5, "inference": 6, "workflows": 7, "training": 8, "demo": 9, "cli_args": 9, "cli": 10})
+LAYERS.update({"handlers": 5, "inference": 6, "workflows": 7, "training": 8, "exchange": 8, "demo": 9, "napari": 9})
+LAYERS.update({"cli_args": 9, "cli": 10})
 INFERENCE = {"backends": 0, "settings": 1, "predict": 1, "stages": 2, "inferer": 3, "block": 3}
 INFERENCE.update({"local": 4, "distributed": 4, "jobs": 5})
 

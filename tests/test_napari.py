@@ -12,9 +12,9 @@ if not os.environ.get("DISPLAY") and shutil.which("Xvfb") is None:
     pytest.skip("no display and no Xvfb (.ci/apt-packages.txt lists the system packages)", allow_module_level=True)
 
 from emseg_monai.data import make_synthetic_stack  # noqa: E402
-from emseg_monai.inference.loading import load_bundle_networks  # noqa: E402
 from emseg_monai.inference.stages import segment  # noqa: E402
 from emseg_monai.napari import _measure, _segment, _train  # noqa: E402
+from emseg_monai.workflows import load_bundle_networks  # noqa: E402
 from tests.conftest import TRAIN_ARGS  # noqa: E402
 
 WAIT_MS = 120_000

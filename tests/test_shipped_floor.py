@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from emseg_monai.evaluation import dice_iou
-from emseg_monai.inference.loading import load_bundle_networks
 from emseg_monai.inference.stages import segment
+from emseg_monai.workflows import load_bundle_networks
 
 DATA = Path(os.environ.get("EMSEG_EPFL_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "epfl"))
 SLICES, Y, X = range(60, 84), slice(512, 768), slice(768, 1024)  # 24 x 256 x 256, 8.6% mitochondria

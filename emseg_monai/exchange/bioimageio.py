@@ -77,7 +77,7 @@ class BundleModel:
 
 def load_bundle_model(bundle: str | Path | None = None) -> BundleModel:
     """Networks and settings of a weights bundle (a run folder of ``emseg train``; None: the shipped one)."""
-    from emseg_monai.inference.loading import load_bundle_networks
+    from emseg_monai.workflows import load_bundle_networks
 
     return BundleModel(*load_bundle_networks(bundle))
 

@@ -111,7 +111,7 @@ class SegmentWidget(QWidget):
     def _networks(self) -> tuple[tuple[Any, Any], Any]:
         import torch
 
-        from emseg_monai.inference.loading import load_bundle_networks
+        from emseg_monai.workflows import load_bundle_networks
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = self.models.text().strip() or None
