@@ -151,8 +151,9 @@ def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
     plt.close(fig)
 
 
-def _documentation(model: BundleModel, factor: int, halo_z: int) -> str:
+def _documentation(model: BundleModel, factor: int) -> str:
     s = model.settings
+    halo_z = s.window // 2 if model.scm is not None else 0
     stages = "stage 1 then the spatial-continuity model (SCM)" if model.scm is not None else "stage 1 only"
     return f"""# emseg-monai: mitochondria in 3D EM stacks
 
@@ -371,8 +372,7 @@ def export_bioimageio(
         files["cover"] = folder / "cover.png"
         _cover(files["cover"], stack, expected[0, 0])
         files["documentation"] = folder / "README.md"
-        halo_z = model.settings.window // 2 if model.scm is not None else 0
-        files["documentation"].write_text(_documentation(model, factor, halo_z))
+        files["documentation"].write_text(_documentation(model, factor))
         files["torchscript"] = folder / "twostage.pt"
         torch.jit.script(model.graph()).save(str(files["torchscript"]))
         files["onnx"] = folder / "twostage.onnx"

@@ -6,7 +6,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from emseg_monai.errors import InputError
+from emseg_monai.errors import ONE_LINE_ERRORS, InputError, find_cause
 
 
 def show_error(message: str) -> None:
@@ -96,6 +96,13 @@ class ProgressRow(QWidget):
                 self.on_cancel()
             else:
                 self.worker.quit()
+
+    def fail(self, exc: BaseException) -> str:
+        """Show ``exc`` as one line in the status line; returns that line (for napari's notification)."""
+        cause = find_cause(exc, ONE_LINE_ERRORS)
+        message = str(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
+        self.status.setText(f"error: {message}")
+        return message
 
     def done(self) -> None:
         self.cancel.setEnabled(False)

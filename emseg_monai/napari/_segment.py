@@ -17,7 +17,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from emseg_monai.errors import ONE_LINE_ERRORS, find_cause
 from emseg_monai.napari._common import LayerPicker, ProgressRow, show_error, stack_of
 
 CHUNK = 8  # slices per step: the unit of progress and of cancelling
@@ -127,7 +126,4 @@ class SegmentWidget(QWidget):
         self.progress.status.setText(f"done: {layer.name} mitochondria ({100 * mask.mean():.1f}% of voxels)")
 
     def _fail(self, exc: BaseException) -> None:
-        cause = find_cause(exc, ONE_LINE_ERRORS)
-        message = str(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
-        self.progress.status.setText(f"error: {message}")
-        show_error(message)
+        show_error(self.progress.fail(exc))

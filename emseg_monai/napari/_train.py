@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from emseg_monai.errors import ONE_LINE_ERRORS, InputError, find_cause
+from emseg_monai.errors import InputError
 from emseg_monai.napari._common import LayerPicker, ProgressRow, show_error, stack_of
 
 EPOCH_LINE = re.compile(r"\b(stage1|scm) epoch (\d+)/(\d+)")
@@ -216,7 +216,4 @@ class TrainWidget(QWidget):
         self.progress.status.setText(f"trained: {output} (use it as the Segment widget's weights bundle)")
 
     def _fail(self, exc: BaseException) -> None:
-        cause = find_cause(exc, ONE_LINE_ERRORS)
-        message = str(cause) if cause is not None else f"{type(exc).__name__}: {exc}"
-        self.progress.status.setText(f"error: {message}")
-        show_error(message)
+        show_error(self.progress.fail(exc))
