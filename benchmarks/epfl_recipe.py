@@ -16,6 +16,12 @@ Reads ``training.tif`` and ``training_groundtruth.tif`` from ``--data-dir``. Opt
 the shipped recipe (bundle/configs, bundle/models/README.md); the GPU recipe of the paper's wide
 network is ``--features 64,128,256,512,1024,64 --downsample 1 --crop-size 512 --device cuda``.
 Writes ``recipe.json`` (scores, times, options) to ``--output``.
+
+``--stage1-set KEY=JSON`` and ``--scm-set KEY=JSON`` change one stage's config only (repeatable),
+e.g. ``--stage1-set 'train#augmentation=[]'`` (stage 1 without augmentation) or
+``--stage1-set piecewise_affine_prob=0``; the screen in docs/results.md used them. Its 2.5D rows
+(``--stage1-set stage1_window=5``) need ``benchmarks/patches/stage1_window.diff`` applied first
+(``git apply``): raw slices z-2..z+2 as stage 1's input, not merged since it did not help.
 """
 
 from __future__ import annotations
@@ -56,6 +62,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--features", help="BasicUNet widths, comma-separated (6 numbers)")
     parser.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stage1-set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="train.yaml override for stage 1 only, e.g. stage1_window=5 or 'train#augmentation=[]' (repeatable)",
+    )
+    parser.add_argument(
+        "--scm-set", action="append", default=[], metavar="KEY=JSON", help="override for the SCM only (repeatable)"
+    )
     parser.add_argument("--reuse", action="store_true", help="skip training where the weights already exist")
     return parser.parse_args()
 
@@ -67,11 +83,27 @@ def train(args: argparse.Namespace, image: Path, label: Path, labeled: str, run:
     scm = dict(stage1)
     if args.scm_epochs is not None:
         scm["epochs"] = args.scm_epochs
+    stage1.update(_assignments(args.stage1_set))
+    scm.update(_assignments(args.scm_set))
     shared = {"downsample": args.downsample}
     if args.features:
         shared["features"] = [int(f) for f in args.features.split(",")]
     result = train_pipeline(image, label, labeled, run, stage1=stage1, scm=scm, shared=shared, device=args.device)
     return result["seconds"]
+
+
+def _assignments(items: list[str]) -> dict:
+    """``KEY=JSON`` strings as a dict (a value that is not JSON stays text)."""
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
 
 
 def main() -> None:
