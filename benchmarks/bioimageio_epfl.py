@@ -3,7 +3,8 @@
     python benchmarks/bioimageio_epfl.py --data-dir ../shared/data/epfl --output runs/bioimageio
 
 Exports the package (its test input: the middle of the EPFL stack), runs it through bioimageio.core
-(TorchScript weights; ``--weights torchscript,onnx`` for both), segments the same stack with
+(TorchScript weights; ``--weights torchscript,onnx`` for both), whole and in blocks of
+``--block-slices`` slices (each with the package's Z halo; 0: whole only), segments the same stack with
 ``emseg segment`` (the bundle's configs, torch backend), and scores all of them on the 133
 unlabeled slices (labeled: 0, 5, ..., 155).
 Writes ``bioimageio_epfl.json`` to ``--output``. Not a test: it needs the EPFL data and a few minutes.
@@ -36,6 +37,7 @@ def main() -> None:
         help="weight formats run on the whole stack, comma-separated (the onnx graph holds every slice's "
         "activations at once)",
     )
+    parser.add_argument("--block-slices", type=int, default=32, help="also run in blocks of this many slices")
     args = parser.parse_args()
     data, out = Path(args.data_dir), Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +64,11 @@ def main() -> None:
         start = time.perf_counter()
         masks[f"bioimageio.core ({weights})"] = predict_with_package(package, image, weights)
         results[f"bioimageio.core ({weights})"] = {"seconds": round(time.perf_counter() - start, 1)}
+        if args.block_slices:
+            name = f"bioimageio.core ({weights}, blocks of {args.block_slices} slices)"
+            start = time.perf_counter()
+            masks[name] = predict_with_package(package, image, weights, block_slices=args.block_slices)
+            results[name] = {"seconds": round(time.perf_counter() - start, 1)}
     for name, mask in masks.items():
         dice, iou = dice_iou(mask[scored] > 0, truth[scored] > 0)
         same = float(np.mean((mask > 0) == (masks["emseg segment"] > 0)))

@@ -100,18 +100,35 @@ def test_missing_extra_is_named(monkeypatch):
 
 def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_path, capsys):
     pytest.importorskip("bioimageio.core")
+    from bioimageio.spec import load_model_description
+
     from emseg_monai.exchange.bioimageio import load_bundle_model, predict_package_input, predict_with_package
 
     package = tmp_path / "tiny.zip"
     assert main(["--quiet", "export-bioimageio", str(package), "--models", str(tiny_run)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
-    image = make_synthetic_stack((9, 64, 80), seed=5)[0]
     model = load_bundle_model(tiny_run)
+    halo = model.settings.window // 2
+    descr = load_model_description(str(package))
+    assert [getattr(a, "halo", 0) for a in descr.outputs[0].axes][2:] == [halo, 0, 0]  # Z halo: N // 2
+    assert descr.inputs[0].pad.mode == "edge"  # halo slices repeat the ends, as emseg does
+
+    image = make_synthetic_stack((9, 64, 80), seed=5)[0]
+    # the whole stack at once: bioimageio.core pads the halo (edge), then normalises, then crops
+    padded = np.concatenate([image[:1]] * halo + [image] + [image[-1:]] * halo)
+    whole_expected = predict_package_input(model, padded)[0, 0, halo:-halo] > 0
+    # in blocks: normalised as a whole first, then blocks with the halo of their neighbours
     expected = predict_package_input(model, image)[0, 0] > 0
     for weights in ("torchscript", "onnx"):
         mask = predict_with_package(package, image, weights)
         assert mask.shape == image.shape and mask.dtype == np.uint8
-        assert np.mean((mask > 0) == expected) > 0.999, weights  # ONNX Runtime rounds a little differently
+        assert np.mean((mask > 0) == whole_expected) > 0.999, weights  # ONNX Runtime rounds a little differently
+        blocks = predict_with_package(package, image, weights, block_slices=2)
+        assert np.mean((blocks > 0) == expected) > 0.999, weights
     ours = segment(image, model.stage1, model.scm, model.settings.replace(backend="torch"), progress=False)
     agree = np.mean((ours["final_mask"] > 0) == expected)
     assert agree > 0.98  # only the intensity percentiles differ (a subsample in emseg segment)
+    short = predict_with_package(package, image[:1], "torchscript")  # fewer slices than N: ends repeated
+    assert short.shape == (1, 64, 80) and np.array_equal(short > 0, predict_package_input(model, image[:1])[0, 0] > 0)
+    with pytest.raises(InputError, match="block_slices must be >= 0, got -1"):
+        predict_with_package(package, image, block_slices=-1)

@@ -7,10 +7,12 @@ The two stages go in as one graph (``twostage.TwoStageNet``), saved as TorchScri
   0.5 / 99.5 percentiles of the whole stack to [0, 1] and clips them (the package says so in its
   pre-processing, as ``emseg segment`` does; ours reads a subsample for the percentiles);
 - Y and X: multiples of ``16 x`` the training resolution factor, at least ``64 x`` it (consumers
-  pad to those sizes); Z: any number of slices;
-- output ``mask``: the SCM's probability binarised at the bundle's threshold, 0/1, same shape; no
-  halo declared (see the package's documentation, "Tiling": bioimageio.core 0.11 would zero-pad a
-  halo before computing the percentiles), so consumers run whole stacks.
+  pad to those sizes); Z: at least N slices (the SCM's window; 1 without the SCM);
+- output ``mask``: the SCM's probability binarised at the bundle's threshold, 0/1, same shape, with
+  a Z halo of N // 2 slices: a consumer that tiles in Z overlaps its blocks by that much, and pads a
+  stack's ends by repeating the end slice (the input's ``pad: edge``), as ``emseg segment`` does.
+  The ``pad`` mode is set explicitly: bioimage.io's writer leaves out a default ``mode``, and a
+  ``pad: {}`` reads back as zero padding, which would shift the intensity percentiles.
 
 Needs ``pip install "emseg-monai[bioimageio]"`` (bioimageio.core, bioimageio.spec).
 """
@@ -114,6 +116,11 @@ def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) ->
     return np.ascontiguousarray(stack[z0 : z0 + z, y0 : y0 + y, x0 : x0 + x])
 
 
+def z_halo(model: BundleModel) -> int:
+    """Slices of context the final mask of a slice needs on each side: N // 2 with the SCM, else 0."""
+    return model.settings.window // 2 if model.scm is not None else 0
+
+
 def binarize_threshold(threshold: float) -> float:
     """The bioimage.io ``binarize`` threshold (``p > t``) equal to emseg's mask rule on the graph's output.
 
@@ -153,7 +160,7 @@ def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
 
 def _documentation(model: BundleModel, factor: int) -> str:
     s = model.settings
-    halo_z = s.window // 2 if model.scm is not None else 0
+    halo_z = z_halo(model)
     stages = "stage 1 then the spatial-continuity model (SCM)" if model.scm is not None else "stage 1 only"
     return f"""# emseg-monai: mitochondria in 3D EM stacks
 
@@ -173,7 +180,7 @@ stores it, reaches {s.threshold}: mitochondria.
 - axes `batch, channel, z, y, x`, one channel of raw EM intensities as float32 (convert other types
   first: bioimageio.core scales them in their own type), mitochondria dark as in the training data;
 - Y and X: multiples of {16 * factor} px, at least {64 * factor} (consumers pad to those sizes);
-  Z: any number of slices;
+  Z: at least {2 * halo_z + 1} slices (repeat the end slices of a shorter stack);
 - pre-processing (done by the consumer): the 0.5 and 99.5 percentiles of the whole stack mapped to
   0 and 1, then clipped to [0, 1];
 - a pixel size near the training data's gives the best results (the shipped weights: 5 nm FIB-SEM,
@@ -181,13 +188,15 @@ stores it, reaches {s.threshold}: mitochondria.
 
 ## Tiling
 
-Run whole stacks in one piece when they fit in memory: then the masks are emseg-monai's. The output
-of slice z depends on slices z - {halo_z} .. z + {halo_z}, but the package declares no halo, because
-bioimageio.core 0.11 pads a declared halo with zeros before it computes the intensity percentiles
-(which shifts them). A consumer that tiles in Z should give each block {halo_z} slices of context on
-each side (neighbouring blocks overlap by {2 * halo_z}) and keep the middles; slices that are entirely
-0 at the ends of a block count as padding (the windows repeat the last real slice). Tiles in Y and
-X change the masks a little wherever they are cut: the networks normalise each slice as a whole
+The output of slice z depends on slices z - {halo_z} .. z + {halo_z}: the output declares a Z halo
+of {halo_z}, and the input pads with its edge (the end slice repeated, as emseg-monai does at a
+stack's ends). Consumers that tile in Z (bioimageio.core with a block shape) give each block
+{halo_z} slices of context on each side and keep the middles, and get the masks of the whole stack.
+bioimageio.core normalises the whole stack before it splits it into blocks; run in one piece, it
+pads first and then normalises, so the repeated end slices count in the percentiles (on the EPFL
+stack they do not move them). Slices that are entirely 0 at the ends of a block count as padding
+(the windows repeat the last real slice), for consumers that pad with zeros. Tiles in Y and X
+change the masks a little wherever they are cut: the networks normalise each slice as a whole
 (instance normalisation). The ONNX graph runs all slices of a block in one batch: its memory grows
 with the block (the TorchScript graph runs 8 slices at a time).
 
@@ -235,16 +244,21 @@ def _description(model: BundleModel, files: dict[str, Path], factor: int) -> Any
     from bioimageio.spec.model import v0_5 as spec
 
     step = 16 * factor
+    halo = z_halo(model)
     raw, mask = spec.TensorId("raw"), spec.TensorId("mask")
-    space = [
-        spec.SpaceInputAxis(id=spec.AxisId("z"), size=spec.ParameterizedSize(min=1, step=1)),
+    space = [  # Z: at least one slice beside the halo on each side (consumers pad a shorter stack)
+        spec.SpaceInputAxis(id=spec.AxisId("z"), size=spec.ParameterizedSize(min=2 * halo + 1, step=1)),
         spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=4 * step, step=step)),
         spec.SpaceInputAxis(id=spec.AxisId("x"), size=spec.ParameterizedSize(min=4 * step, step=step)),
     ]
-    out_space = [
+    out_space: list[Any] = [
         spec.SpaceOutputAxis(id=spec.AxisId(name), size=spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId(name)))
         for name in ("z", "y", "x")
     ]
+    if halo:  # slice z needs z - halo .. z + halo: consumers pad (edge: the end slice repeated) or overlap blocks
+        out_space[0] = spec.SpaceOutputAxisWithHalo(
+            id=spec.AxisId("z"), size=spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId("z")), halo=halo
+        )
     inputs = spec.InputTensorDescr(
         id=raw,
         description="raw EM intensities (Z, Y, X), one channel",
@@ -252,6 +266,9 @@ def _description(model: BundleModel, files: dict[str, Path], factor: int) -> Any
         test_tensor=spec.FileDescr(source=files["test_input"]),
         sample_tensor=spec.FileDescr(source=files["sample_input"]),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
+        # the halo repeats the end slices, as emseg-monai does at a stack's ends; the mode is set
+        # explicitly, else it is saved as `pad: {}`, which reads back as zero padding
+        pad=spec.EdgePadding(mode="edge"),
         preprocessing=[
             spec.ScaleRangeDescr(
                 kwargs=spec.ScaleRangeKwargs(
@@ -396,18 +413,36 @@ def check_package(package: str | Path) -> Any:
     return test_model(str(package))
 
 
-def predict_with_package(package: str | Path, stack: np.ndarray, weight_format: str | None = None) -> np.ndarray:
+def predict_with_package(
+    package: str | Path, stack: np.ndarray, weight_format: str | None = None, block_slices: int = 0
+) -> np.ndarray:
     """Masks (Z, Y, X) uint8 0/255 of a raw stack, predicted by bioimageio.core from a package.
 
     The way a Python consumer runs the package: bioimageio.core does the pre-processing, runs the
     graph (``weight_format`` ``"torchscript"`` or ``"onnx"``; None: bioimageio's choice) and binarises.
-    Y and X must be multiples of the package's step (see its documentation).
+    Y and X must be multiples of the package's step (see its documentation). ``block_slices`` > 0:
+    bioimageio.core runs blocks of that many slices (plus the package's Z halo on each side), so
+    memory is bounded by the block; 0: the whole stack at once. A stack shorter than the package's
+    fewest slices (N with the SCM) gets its end slices repeated up to that number, and cropped back.
     """
     require_bioimageio()
     from bioimageio.core import create_prediction_pipeline, load_model_description, predict
 
+    if int(block_slices) < 0:
+        raise InputError(f"block_slices must be >= 0, got {block_slices}")
     descr = load_model_description(str(package))
     pipeline = create_prediction_pipeline(descr, weight_format=weight_format, devices=["cpu"])
-    sample = predict(model=pipeline, inputs={"raw": np.asarray(stack, dtype=np.float32)[None, None]})
-    mask = next(iter(sample.members.values())).data.values  # (1, 1, Z, Y, X) 0/1
-    return (np.asarray(mask)[0, 0] > 0).astype(np.uint8) * np.uint8(255)
+    halo = max((getattr(a, "halo", 0) for a in descr.outputs[0].axes if str(a.id) == "z"), default=0)
+    fewest = max((a.size.min for a in descr.inputs[0].axes if str(a.id) == "z"), default=1)
+    stack = np.asarray(stack, dtype=np.float32)
+    before = max(0, fewest - stack.shape[0]) // 2
+    after = max(0, fewest - stack.shape[0]) - before
+    raw = np.pad(stack, ((before, after), (0, 0), (0, 0)), mode="edge")[None, None]
+    blocks = None
+    if block_slices:  # bioimageio.core's block shape counts the halo read on both sides
+        shape = dict(zip(("batch", "channel", "z", "y", "x"), raw.shape))
+        size = min(int(block_slices) + 2 * halo, raw.shape[2])
+        blocks = {"raw": {**shape, "z": size}} if size > 2 * halo else None  # else too short to split
+    sample = predict(model=pipeline, inputs={"raw": raw}, input_block_shape=blocks)
+    mask = np.asarray(next(iter(sample.members.values())).data.values)[0, 0]  # (Z, Y, X) 0/1
+    return (mask[before : before + stack.shape[0]] > 0).astype(np.uint8) * np.uint8(255)
