@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--downsample", type=float, default=2)
     parser.add_argument("--crop-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="float32", help="float32 or bf16 (training forward passes)")
     parser.add_argument("--plot", help="write the curve to this PNG")
     parser.add_argument("--reuse", action="store_true", help="skip training where the weights already exist")
     args = parser.parse_args()
@@ -82,6 +83,7 @@ def main() -> None:
         "crop_size": args.crop_size,
         "val_slices": "none",  # the weights never depend on the scored slices' labels
         "seed": args.seed,
+        "precision": args.precision,
     }
     shared = {"downsample": args.downsample}
     for count in args.counts:
