@@ -36,7 +36,8 @@ def _torchrun(configs, data, out):
         args += [f"--{key}", str(value).replace(" ", "")]
     if "scm_train.yaml" in configs:
         args += ["--scm_window", "3"]
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
 
 
 def _check(out, name, in_channels):
@@ -48,6 +49,19 @@ def _check(out, name, in_channels):
     # 8 crops per epoch shared by 2 processes, batch 2: 2 iterations per process and epoch
     assert [(int(r["epoch"]), int(r["iteration"])) for r in rows] == [(1, 2), (2, 4)]
     assert not [p.name for p in out.rglob(".*") if ".tmp" in p.name]
+
+
+def test_a_process_without_a_gpu_is_named(monkeypatch):
+    from emseg_monai.errors import InputError
+    from emseg_monai.networks import process_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert process_device(0) == torch.device("cuda:0")
+    with pytest.raises(InputError, match=r"LOCAL_RANK=1 has no GPU: this machine has 1 CUDA GPU\(s\)"):
+        process_device(1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert process_device(3) == torch.device("cpu")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
