@@ -132,3 +132,5 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
     assert short.shape == (1, 64, 80) and np.array_equal(short > 0, predict_package_input(model, image[:1])[0, 0] > 0)
     with pytest.raises(InputError, match="block_slices must be >= 0, got -1"):
         predict_with_package(package, image, block_slices=-1)
+    with pytest.raises(InputError, match=r"takes a \(Z, Y, X\) stack, got shape \(64, 80\)"):
+        predict_with_package(package, image[0])

@@ -430,10 +430,12 @@ def predict_with_package(
 
     if int(block_slices) < 0:
         raise InputError(f"block_slices must be >= 0, got {block_slices}")
+    if np.ndim(stack) != 3:
+        raise InputError(f"the package takes a (Z, Y, X) stack, got shape {np.shape(stack)}")
     descr = load_model_description(str(package))
     pipeline = create_prediction_pipeline(descr, weight_format=weight_format, devices=["cpu"])
     halo = max((getattr(a, "halo", 0) for a in descr.outputs[0].axes if str(a.id) == "z"), default=0)
-    fewest = max((a.size.min for a in descr.inputs[0].axes if str(a.id) == "z"), default=1)
+    fewest = max((getattr(a.size, "min", 1) for a in descr.inputs[0].axes if str(a.id) == "z"), default=1)
     stack = np.asarray(stack, dtype=np.float32)
     before = max(0, fewest - stack.shape[0]) // 2
     after = max(0, fewest - stack.shape[0]) - before
