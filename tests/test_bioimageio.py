@@ -102,13 +102,14 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
     pytest.importorskip("bioimageio.core")
     from bioimageio.spec import load_model_description
 
-    from emseg_monai.exchange.bioimageio import load_bundle_model, predict_package_input, predict_with_package
+    from emseg_monai.exchange.bioimageio import load_bundle_model, predict_package_input, predict_with_package, z_halo
 
     package = tmp_path / "tiny.zip"
     assert main(["--quiet", "export-bioimageio", str(package), "--models", str(tiny_run)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
     model = load_bundle_model(tiny_run)
-    halo = model.settings.window // 2
+    halo = z_halo(model)
+    assert halo == model.settings.window // 2  # the SCM's window: N // 2 slices on each side
     descr = load_model_description(str(package))
     assert [getattr(a, "halo", 0) for a in descr.outputs[0].axes][2:] == [halo, 0, 0]  # Z halo: N // 2
     assert descr.inputs[0].pad.mode == "edge"  # halo slices repeat the ends, as emseg does

@@ -251,14 +251,13 @@ def _description(model: BundleModel, files: dict[str, Path], factor: int) -> Any
         spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=4 * step, step=step)),
         spec.SpaceInputAxis(id=spec.AxisId("x"), size=spec.ParameterizedSize(min=4 * step, step=step)),
     ]
-    out_space: list[Any] = [
-        spec.SpaceOutputAxis(id=spec.AxisId(name), size=spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId(name)))
-        for name in ("z", "y", "x")
-    ]
-    if halo:  # slice z needs z - halo .. z + halo: consumers pad (edge: the end slice repeated) or overlap blocks
-        out_space[0] = spec.SpaceOutputAxisWithHalo(
-            id=spec.AxisId("z"), size=spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId("z")), halo=halo
-        )
+
+    def as_input(name: str) -> dict[str, Any]:
+        return {"id": spec.AxisId(name), "size": spec.SizeReference(tensor_id=raw, axis_id=spec.AxisId(name))}
+
+    # slice z needs z - halo .. z + halo: consumers pad (edge: the end slice repeated) or overlap blocks
+    z_out = spec.SpaceOutputAxisWithHalo(**as_input("z"), halo=halo) if halo else spec.SpaceOutputAxis(**as_input("z"))
+    out_space = [z_out, spec.SpaceOutputAxis(**as_input("y")), spec.SpaceOutputAxis(**as_input("x"))]
     inputs = spec.InputTensorDescr(
         id=raw,
         description="raw EM intensities (Z, Y, X), one channel",
