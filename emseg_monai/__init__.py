@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-__version__ = "0.5.1"
+__version__ = "0.5.2"
 
 
 def default_bundle_root() -> str:

@@ -1,12 +1,16 @@
 """Voxel size (read, given, unknown), MPP's Z steps at a Z/XY ratio, and MPP's check on hidden labeled slices."""
 
+import inspect
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
+from emseg_monai import default_bundle_root
 from emseg_monai.errors import InputError
 from emseg_monai.io.voxels import (
     VoxelSize,
@@ -155,6 +159,20 @@ def test_check_needs_three_labeled_slices():
     truth = _blobs(5)
     result = check_mpp(truth, truth, np.array([0, 12]), candidate_settings({}))
     assert not result["checked"] and result["use_scm"] and "needs 3" in result["reason"]
+
+
+def test_check_uses_the_scm_from_a_gain_of_the_margin_on():
+    truth = _blobs(2, continuous=True)
+    stage1 = truth ^ (np.random.default_rng(3).random(truth.shape) < 0.08)
+    labeled = np.arange(0, 13, 2)
+    gain = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), margin=1.0)
+    best = max(v for k, v in gain["dice"].items() if k != STAGE1) - gain["dice"][STAGE1]
+    assert not gain["use_scm"] and best > 0.002  # a gain of 1.0 (all of Dice) is never reached
+    for margin, used in ((best - 1e-3, True), (best + 1e-3, False)):
+        result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), margin)
+        assert result["use_scm"] is used, (margin, result["reason"])
+    config = yaml.safe_load((Path(default_bundle_root()) / "configs" / "mpp.yaml").read_text())
+    assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == 0.002
 
 
 TINY_STAGE = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_slices": "none"}

@@ -7,9 +7,13 @@ slices are split into two folds. For each fold, MPP runs with that fold hidden, 
 the hidden slices is scored against their ground truth, next to stage 1's masks there. Each
 candidate MPP setting gets one Dice over both folds (voxels pooled).
 
-Stage 1 has seen the hidden slices in training, so its score there is optimistic: the check leans
-towards stage 1, the safe side. The decision: the best candidate gives the targets; the SCM is used
-(``use_scm``) only when that candidate beats stage 1 by at least ``margin``.
+Stage 1 has seen the hidden slices in training, so its score there is optimistic, and MPP works
+there with labeled slices twice as far apart as in the run: the check leans towards stage 1, the
+safe side. The decision: the best candidate gives the targets; the SCM is used (``use_scm``) only
+when that candidate beats stage 1 by at least ``margin``. The default 0.2 Dice was set from EPFL's
+label curve (docs/results.md): the check's gain ran below the SCM's own gain on the unlabeled
+slices (+0.42 and +0.31 against +0.67 and +1.22 at 8 and 16 labeled slices), while where the SCM
+did not help (4 labeled slices; 40 nm sections) the check measured no gain (-0.08, -0.01).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def check_mpp(
     labels: np.ndarray,
     labeled: np.ndarray,
     candidates: Mapping[str, Mapping[str, Any]],
-    margin: float = 0.005,
+    margin: float = 0.002,
 ) -> dict[str, Any]:
     """Score stage 1 and each MPP candidate on inner labeled slices hidden from MPP (two folds).
 

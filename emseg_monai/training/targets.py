@@ -50,7 +50,7 @@ def run_mpp(
     labeled_slices: str | list[int],
     output_file: str | Path,
     check: bool = False,
-    check_margin: float = 0.005,
+    check_margin: float = 0.002,
     report_file: str | Path | None = None,
     **mpp_kwargs,
 ) -> Path:
