@@ -13,7 +13,8 @@ safe side. The decision: the best candidate gives the targets; the SCM is used (
 when that candidate beats stage 1 by at least ``margin``. The default 0.2 Dice was set from EPFL's
 label curve (docs/results.md): the check's gain ran below the SCM's own gain on the unlabeled
 slices (+0.42 and +0.31 against +0.67 and +1.22 at 8 and 16 labeled slices), while where the SCM
-did not help (4 labeled slices; 40 nm sections) the check measured no gain (-0.08, -0.01).
+lost or added little (4 labeled slices: -0.19; 40 nm sections: +0.10) its best candidate gained
+about nothing (+0.03, +0.00).
 """
 
 from __future__ import annotations
