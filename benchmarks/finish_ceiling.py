@@ -127,7 +127,7 @@ def main() -> None:
     start = time.perf_counter()
     prob = final_probabilities(args, image, out)
     finished = mpp(prob >= 128, truth, labeled)
-    inner = [z for z in range(labeled[0] + 1, labeled[-1]) if z not in set(labeled.tolist())]
+    inner = np.setdiff1d(np.arange(labeled[0] + 1, labeled[-1]), labeled).tolist()
     distance_maps = {int(k): signed_distance(truth[k]) for k in labeled}
     pool, samples, features_of = Pool(), {}, {}
     rng = np.random.default_rng(0)

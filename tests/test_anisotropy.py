@@ -21,6 +21,7 @@ from emseg_monai.io.voxels import (
     voxel_size_nm,
 )
 from emseg_monai.training.mpp_check import STAGE1, candidate_settings, check_mpp
+from emseg_monai.training.targets import run_mpp
 from emseg_monai.transforms.mpp import bracket_majority, mpp, z_steps
 
 
@@ -173,6 +174,7 @@ def test_check_uses_the_scm_from_a_gain_of_the_margin_on():
         assert result["use_scm"] is used, (margin, result["reason"])
     config = yaml.safe_load((Path(default_bundle_root()) / "configs" / "mpp.yaml").read_text())
     assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == 0.002
+    assert inspect.signature(run_mpp).parameters["check_margin"].default == 0.002
 
 
 TINY_STAGE = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_slices": "none"}

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 STAGE1 = "stage 1"
 MIN_LABELED = 3  # two outer labeled slices bracket at least one that can be hidden
+MARGIN = 0.002  # Dice (0..1), i.e. 0.2: the default of check_mpp, run_mpp and mpp.yaml (see module doc)
 
 
 def candidate_settings(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -46,7 +47,7 @@ def check_mpp(
     labels: np.ndarray,
     labeled: np.ndarray,
     candidates: Mapping[str, Mapping[str, Any]],
-    margin: float = 0.002,
+    margin: float = MARGIN,
 ) -> dict[str, Any]:
     """Score stage 1 and each MPP candidate on inner labeled slices hidden from MPP (two folds).
 

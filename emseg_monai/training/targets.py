@@ -18,7 +18,7 @@ from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.inference.stages import stage1, to_mask
 from emseg_monai.io.stacks import atomic_write, read_mask, read_stack, write_stack
 from emseg_monai.options import as_bool, as_float
-from emseg_monai.training.mpp_check import candidate_settings, check_mpp
+from emseg_monai.training.mpp_check import MARGIN, candidate_settings, check_mpp
 from emseg_monai.transforms.mpp import mpp, z_steps
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def run_mpp(
     labeled_slices: str | list[int],
     output_file: str | Path,
     check: bool = False,
-    check_margin: float = 0.002,
+    check_margin: float = MARGIN,
     report_file: str | Path | None = None,
     **mpp_kwargs,
 ) -> Path:
