@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
             ("--min-size", "MPP smallest object, px per slice ({mpp:min_size})", int),
             ("--spread-min-size", "MPP smallest spread piece, px ({mpp:spread_min_size})", int),
             ("--erosions-per-step", "MPP erosions per slice step ({mpp:erosions_per_step})", int),
-            ("--precision", "float32 (default) or bf16: training forward passes in bfloat16 (CPU or CUDA)"),
+            (
+                "--precision",
+                "auto (default: bf16 where the CPU or GPU has bfloat16 in hardware, else float32), float32 or bf16",
+            ),
             device,
             ("--tracking", "'mlflow' (needs mlflow installed) or a MONAI tracking-settings file"),
             ("--tensorboard", "also write TensorBoard logs to this folder (needs tensorboard)"),

@@ -29,6 +29,7 @@ DEMO_STAGE1 = {
     "crop_size": 96,
     "val_interval": 4,
     "learning_rate": 0.003,
+    "precision": "float32",  # the same figures on every machine (auto would differ by CPU)
 }
 DEMO_SCM = {
     "epochs": 12,
@@ -37,6 +38,7 @@ DEMO_SCM = {
     "crop_size": 96,
     "val_interval": 4,
     "learning_rate": 0.003,
+    "precision": "float32",  # the same figures on every machine (auto would differ by CPU)
 }
 DEMO_MPP = {"min_size": 20, "spread_min_size": 30, "erosions_per_step": 1}
 

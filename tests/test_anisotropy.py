@@ -191,6 +191,9 @@ def test_tiny_run_records_its_decision_and_finishes_its_stack(tiny_run, tiny_dat
     record = meta["emseg_training"]
     assert record["voxels"] == {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0}
     assert record["mpp_check"]["use_scm"] is True and "overruled: use_scm true" in record["mpp_check"]["reason"]
+    from emseg_monai.networks import resolve_precision
+
+    assert record["precision"] == resolve_precision("auto", "cpu")  # the default, resolved for this machine
     assert "### What the run decided" in (tiny_run / "docs" / "README.md").read_text()
     finished, truth = read_mask(tiny_run / "finished_mask.tif"), read_mask(tiny_data / "label.tif")
     labeled = [0, 3, 6, 9]

@@ -55,3 +55,22 @@ def test_cli_trains_in_bf16(tiny_data, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown precision 'half'" in err[0]
     assert not (tmp_path / "bad" / "models").exists()
+
+
+def test_auto_follows_the_hardware(monkeypatch, caplog):
+    from emseg_monai.networks import precision
+
+    net = torch.nn.Conv2d(1, 1, 3)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert precision.native_bf16("cpu") and precision.resolve_precision("auto", "cpu") == "bf16"
+    with caplog.at_level("INFO", logger="emseg_monai.networks.precision"):
+        assert isinstance(with_precision(net, "auto", torch.device("cpu")), Bfloat16)
+    assert "precision auto: bf16 on cpu" in caplog.text
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert precision.resolve_precision("auto", "cpu") == "float32"
+    assert with_precision(net, "auto", "cpu") is net
+    assert precision.resolve_precision("auto", "mps") == "float32"  # no bf16 in hardware assumed there
+    assert precision.resolve_precision("float32", "mps") == "float32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not precision.native_bf16("cuda")  # no CUDA device: nothing to ask

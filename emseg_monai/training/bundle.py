@@ -163,7 +163,7 @@ def _metadata(
         f"{image} (labels: {Path(str(record.get('label', ''))).name}), labeled slices {record.get('labeled_slices')}"
     )
     meta["eval_metrics"] = dict(metrics)
-    run_keys = ("voxels", "mpp_check", "seconds", "command", "seed", "device")
+    run_keys = ("voxels", "mpp_check", "seconds", "command", "seed", "device", "precision")
     if any(k in record for k in run_keys):  # how this run was made and what it decided (emseg train)
         meta["emseg_training"] = {k: record[k] for k in run_keys if k in record}
     scm_format = json.loads(json.dumps(meta["scm_network_data_format"]))
@@ -268,7 +268,8 @@ resized by 1/downsample (area) before the network and its output resized back (b
 {performance}
 {decision}
 ## Training
-Command: `{record.get("command", "emseg train ...")}` (seed {record.get("seed")}, device {record.get("device")});
+Command: `{record.get("command", "emseg train ...")}` (seed {record.get("seed")}, device {record.get("device")},
+precision {record.get("precision", "?")});
 {train.get("epochs", "?")} epochs of {train.get("iterations_per_epoch", "?")} iterations (batches of
 {train.get("batch_size", "?")} crops of {train.get("crop_size", "?")} px); all settings: `configs/train.yaml`.
 Time: {steps}.

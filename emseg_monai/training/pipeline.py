@@ -113,11 +113,9 @@ def check_train_inputs(
         check_window(window)
     check_tracking(tracking)
     if precision is not None:
-        import torch
+        from emseg_monai.networks.precision import resolve_precision
 
-        from emseg_monai.networks.precision import with_precision
-
-        with_precision(torch.nn.Identity(), precision, device or "cpu")
+        resolve_precision(precision, device or "cpu")
     if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
         raise InputError("--tensorboard needs the tensorboard package: pip install tensorboard")
     if downsample is None:
@@ -282,6 +280,7 @@ def train_pipeline(
         "command": command or " ".join(shlex.quote(a) for a in ["emseg", *sys.argv[1:]]),
         "seed": (stage1 or {}).get("seed", config_defaults(config_path("train.yaml", source)).get("seed")),
         "device": device or "default",
+        "precision": _training_precision(source, stage1, device),
         "voxels": voxels.as_record(),
         "mpp_check": {
             k: check[k] for k in ("checked", "held_out", "dice", "choice", "use_scm", "reason") if k in check
@@ -292,6 +291,17 @@ def train_pipeline(
         shutil.rmtree(init_from, ignore_errors=True)
         (models / FINETUNE_MARKER).unlink(missing_ok=True)
     return {"seconds": times, "metrics": metrics, "mpp_check": check["reason"]}
+
+
+def _training_precision(source: Path, stage1: dict[str, Any] | None, device: str | None) -> str:
+    """The precision stage 1 trained in: ``float32`` or ``bf16`` (``auto`` resolved for the device used)."""
+    import torch
+
+    from emseg_monai.networks.precision import resolve_precision
+
+    precision = (stage1 or {}).get("precision") or config_defaults(config_path("train.yaml", source)).get("precision")
+    used = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_precision(str(precision or "auto"), used)
 
 
 def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, val_slices: str = "rest") -> dict:
