@@ -280,7 +280,7 @@ def train_pipeline(
         "command": command or " ".join(shlex.quote(a) for a in ["emseg", *sys.argv[1:]]),
         "seed": (stage1 or {}).get("seed", config_defaults(config_path("train.yaml", source)).get("seed")),
         "device": device or "default",
-        "precision": _training_precision(source, stage1, device),
+        "precision": _training_precision(source, stage1_overrides, scm_overrides, device),
         "voxels": voxels.as_record(),
         "mpp_check": {
             k: check[k] for k in ("checked", "held_out", "dice", "choice", "use_scm", "reason") if k in check
@@ -293,15 +293,15 @@ def train_pipeline(
     return {"seconds": times, "metrics": metrics, "mpp_check": check["reason"]}
 
 
-def _training_precision(source: Path, stage1: dict[str, Any] | None, device: str | None) -> str:
+def _training_precision(source: Path, stage1: dict[str, Any], scm: dict[str, Any], device: str | None) -> str:
     """The precision stage 1 trained in: ``float32`` or ``bf16`` (``auto`` resolved for the device used)."""
     import torch
 
     from emseg_monai.networks.precision import resolve_precision
 
-    precision = (stage1 or {}).get("precision") or config_defaults(config_path("train.yaml", source)).get("precision")
-    used = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_precision(str(precision or "auto"), used)
+    first, _ = _stage_settings(source, stage1, scm)
+    used = device or ("cuda" if torch.cuda.is_available() else "cpu")  # train.yaml's default device
+    return resolve_precision(str(first["precision"]), used)
 
 
 def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, val_slices: str = "rest") -> dict:
