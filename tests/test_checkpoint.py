@@ -2,6 +2,7 @@
 what an interrupted run says, and what resume restores (no bundle, no data: fast)."""
 
 import logging
+import os
 import signal
 
 import numpy as np
@@ -166,3 +167,52 @@ def test_random_state_round_trip_and_mismatch(caplog, monkeypatch):
     load_random_state(state, data)  # no "cuda" entry: CUDA generators untouched
     load_random_state({**state, "cuda": ["cuda state"]}, data)
     assert restored == [["cuda state"]]
+
+
+class _WorkerFacts(torch.utils.data.Dataset):
+    """Reports, from inside a loader worker, its process group and a draw of its random state."""
+
+    def __init__(self):
+        from monai.transforms import Randomizable
+
+        self.random = Randomizable().set_random_state(seed=0)
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return torch.tensor([os.getpgid(0), os.getpid(), self.random.R.randint(1 << 30)])
+
+
+def test_loader_workers_leave_the_process_group_and_keep_monai_seeding():
+    from monai.data import DataLoader
+
+    (seen,) = DataLoader(_WorkerFacts(), batch_size=1, num_workers=1, worker_init_fn=ckpt.worker_init)
+    group, pid, draw = seen[0].tolist()
+    assert group == pid != os.getpgid(0)  # a group-wide SIGTERM / Ctrl-C reaches the trainer alone
+    assert draw != np.random.RandomState(0).randint(1 << 30)  # MONAI's worker_init_fn still re-seeded it
+
+
+def _dying_loader_run(tmp_path, stop_requested):
+    """A run whose data-loader worker dies at iteration 6, with or without a stop signal received first."""
+    net, opt = _parts()
+    handler = TrainingCheckpoint(tmp_path / "w.pt", tmp_path / "s.pt", net, opt)
+
+    def step(engine, batch):
+        if engine.state.iteration == 6:
+            if stop_requested:  # the signal reached the trainer and its loader's workers alike
+                handler.stop_signal = signal.SIGTERM
+            raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Terminated. ")
+        return 0.0
+
+    engine = Engine(step)
+    handler.attach(engine)
+    engine.run(range(4), max_epochs=3)
+
+
+def test_a_worker_killed_by_the_stop_signal_is_a_clean_stop(tmp_path):
+    with pytest.raises(TrainingInterrupted, match=r"SIGTERM at iteration 6; the state of epoch 1 is in"):
+        _dying_loader_run(tmp_path / "a", stop_requested=True)
+    with pytest.raises(RuntimeError, match="DataLoader worker") as info:  # no stop asked: still an error
+        _dying_loader_run(tmp_path / "b", stop_requested=False)
+    assert not isinstance(info.value, TrainingInterrupted)

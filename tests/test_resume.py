@@ -142,3 +142,26 @@ def test_first_signal_stops_gently_second_interrupts(tmp_path):
     assert checkpoint.stop_signal == signal.SIGINT
     with pytest.raises(KeyboardInterrupt):
         checkpoint._on_signal(signal.SIGINT, None)
+
+
+def test_sigterm_to_the_process_group_stops_cleanly_with_loader_workers(tiny_data, tmp_path):
+    """``timeout``, Slurm and Ctrl-C signal the whole group: the loader's workers must not die first."""
+    from emseg_monai import default_bundle_root
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{default_bundle_root()}/configs/train.yaml"]
+    argv += ["--dataset_dir", str(tiny_data), "--output_dir", str(out), "--num_workers", "1", "--val_slices", "none"]
+    argv += ["--downsample", "1", "--crop_size", "32", "--batch_size", "2", "--features", "[4, 4, 4, 4, 4, 4]"]
+    argv += ["--epochs", "500", "--iterations_per_epoch", "4", "--precision", "float32"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    state = out / "models" / "stage1_state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert "exited unexpectedly" not in err and "killed by signal" not in err, err[-2000:]
+    assert "training stopped by SIGTERM" in err and "--resume" in err, err[-2000:]
+    assert proc.returncode != 0, err[-2000:]  # monai.bundle exits 1 on the interruption
+    assert 0 < _trainer_state(state)["iteration"] < 500 * 4

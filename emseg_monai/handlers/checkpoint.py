@@ -15,6 +15,7 @@ the same crops and augmentations as an uninterrupted one and ends with the same 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.data.utils import worker_init_fn as monai_worker_init
 
 from emseg_monai.errors import InputError, TrainingInterrupted
 from emseg_monai.io.stacks import atomic_write
@@ -39,6 +41,19 @@ def is_main_process() -> bool:
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
         torch.distributed.get_rank() == 0
     )
+
+
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the training data loaders: MONAI's per-worker seeding, then a process group of its own.
+
+    A SIGTERM or SIGINT sent to the whole process group (``timeout``, ``kill -- -PGID``, Ctrl-C in a
+    terminal) would otherwise kill the loader's worker processes mid-epoch, and the trainer, which
+    finishes the current iteration before stopping (``TrainingCheckpoint``), would fail on a dead
+    worker. In their own group the workers are reached only by signals sent to them by name (the
+    data loader's own shutdown still is), and they end by themselves when the trainer's process does.
+    """
+    monai_worker_init(worker_id)
+    os.setpgid(0, 0)
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -253,6 +268,10 @@ class TrainingCheckpoint:
 
     def exception_raised(self, engine: Engine, exc: BaseException) -> None:
         self.restore_signals()
+        if self.stop_signal is not None and _worker_died(exc):
+            # the stop signal also reached the data-loader workers (a batch system signalling every
+            # process): the state of the last finished epoch is intact, so this is a clean stop
+            self.raise_if_interrupted(engine)
         raise exc
 
     def restore_signals(self, engine: Engine | None = None) -> None:
@@ -287,6 +306,11 @@ class TrainingCheckpoint:
             "command again with --resume (emseg train) or --resume true (python -m monai.bundle run)",
             self.stop_signal,
         )
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """True for torch's error when a data-loader worker process ended (killed or exited)."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader worker")
 
 
 def raise_if_interrupted(engine: Engine) -> None:
