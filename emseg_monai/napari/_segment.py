@@ -108,11 +108,10 @@ class SegmentWidget(QWidget):
         return worker
 
     def _networks(self) -> tuple[tuple[Any, Any], Any]:
-        import torch
-
+        from emseg_monai.networks import default_device
         from emseg_monai.workflows import load_bundle_networks
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
         folder = self.models.text().strip() or None
         stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=self.use_scm.isChecked())
         return (stage1, scm), settings

@@ -1,10 +1,21 @@
-"""The device of one data-parallel training process (multi_gpu_train.yaml)."""
+"""Which device to run on: the default one (configs, CLI, napari) and that of one data-parallel process."""
 
 from __future__ import annotations
 
 import torch
 
 from emseg_monai.errors import InputError
+
+
+def default_device() -> torch.device:
+    """The first CUDA GPU where torch sees one, else the CPU (the configs' and tools' default ``device``).
+
+    Examples
+    --------
+    >>> default_device().type in ("cuda", "cpu")
+    True
+    """
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def process_device(local_rank: int) -> torch.device:

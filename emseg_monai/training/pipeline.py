@@ -295,12 +295,11 @@ def train_pipeline(
 
 def _training_precision(source: Path, stage1: dict[str, Any], scm: dict[str, Any], device: str | None) -> str:
     """The precision stage 1 trained in: ``float32`` or ``bf16`` (``auto`` resolved for the device used)."""
-    import torch
-
+    from emseg_monai.networks.devices import default_device
     from emseg_monai.networks.precision import resolve_precision
 
     first, _ = _stage_settings(source, stage1, scm)
-    used = device or ("cuda" if torch.cuda.is_available() else "cpu")  # train.yaml's default device
+    used = device or default_device()  # train.yaml's default device
     return resolve_precision(str(first["precision"]), used)
 
 
