@@ -53,7 +53,11 @@ def worker_init(worker_id: int) -> None:
     data loader's own shutdown still is), and they end by themselves when the trainer's process does.
     """
     monai_worker_init(worker_id)
-    os.setpgid(0, 0)
+    if hasattr(os, "setpgid"):  # POSIX; on Windows Ctrl-C events reach every console process anyway
+        try:
+            os.setpgid(0, 0)
+        except OSError:  # already a group or session leader: nothing to leave
+            pass
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
