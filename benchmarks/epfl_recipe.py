@@ -73,6 +73,9 @@ def parse_args() -> argparse.Namespace:
         "--scm-set", action="append", default=[], metavar="KEY=JSON", help="override for the SCM only (repeatable)"
     )
     parser.add_argument("--reuse", action="store_true", help="skip training where the weights already exist")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --output (steps already done are skipped)"
+    )
     return parser.parse_args()
 
 
@@ -88,7 +91,9 @@ def train(args: argparse.Namespace, image: Path, label: Path, labeled: str, run:
     shared = {"downsample": args.downsample}
     if args.features:
         shared["features"] = [int(f) for f in args.features.split(",")]
-    result = train_pipeline(image, label, labeled, run, stage1=stage1, scm=scm, shared=shared, device=args.device)
+    result = train_pipeline(
+        image, label, labeled, run, stage1=stage1, scm=scm, shared=shared, device=args.device, resume=args.resume
+    )
     return result["seconds"]
 
 
