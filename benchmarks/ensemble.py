@@ -60,7 +60,8 @@ def main() -> None:
     if image.shape != truth.shape:
         raise SystemExit(f"image {image.shape} and truth {truth.shape} differ in shape")
     scored = scored_slices(args.score, image.shape[0])
-    rows, firsts, finals, seconds = [], [], [], []
+    rows, seconds = [], []
+    sum1 = sum_final = 0.0  # running sums of the probabilities (not K float copies of the stack)
     first_scm = None
     for k, run in enumerate(args.runs, 1):
         stage1_net, scm_net, settings, _ = load_bundle_networks(Path(run), backend=args.backend)
@@ -70,15 +71,15 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
         if first_scm is None and scm_net is not None:
             first_scm = (inferer.ready(scm_net), settings)
-        firsts.append(prob1.astype(np.float32))
-        finals.append(final.astype(np.float32))
+        sum1 = sum1 + prob1.astype(np.float32)
+        sum_final = sum_final + final.astype(np.float32)
         rows.append((f"run {k} stage 1", *dice_iou(to_mask(prob1, settings.threshold), truth, scored)))
         rows.append(
             (f"run {k} final ({seconds[-1]:.0f} s)", *dice_iou(to_mask(final, settings.threshold), truth, scored))
         )
-    mean1 = np.rint(np.mean(firsts, axis=0)).astype(np.uint8)
+    mean1 = np.rint(sum1 / len(args.runs)).astype(np.uint8)
     rows.append(("mean of stage 1", *dice_iou(to_mask(mean1, settings.threshold), truth, scored)))
-    mean_final = np.rint(np.mean(finals, axis=0)).astype(np.uint8)
+    mean_final = np.rint(sum_final / len(args.runs)).astype(np.uint8)
     rows.append(
         (f"mean of finals ({sum(seconds):.0f} s)", *dice_iou(to_mask(mean_final, settings.threshold), truth, scored))
     )

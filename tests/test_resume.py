@@ -33,6 +33,14 @@ def _leftovers(folder):
     return [p.name for p in folder.rglob(".*") if ".tmp" in p.name]
 
 
+def _wait_for_first_epoch(proc, state):
+    """Until the training process ``proc`` saved its first state file (it must still be running)."""
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+
+
 def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -44,10 +52,7 @@ def test_sigterm_then_resume_ends_at_the_same_iteration(tiny_data, tmp_path):
         env=env,
     )
     state = out / "models" / "stage1_state.pt"
-    deadline = time.monotonic() + 120
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_first_epoch(proc, state)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -155,10 +160,7 @@ def test_sigterm_to_the_process_group_stops_cleanly_with_loader_workers(tiny_dat
     argv += ["--epochs", "500", "--iterations_per_epoch", "4", "--precision", "float32"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     state = out / "models" / "stage1_state.pt"
-    deadline = time.monotonic() + 120
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_first_epoch(proc, state)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert "exited unexpectedly" not in err and "killed by signal" not in err, err[-2000:]
