@@ -45,6 +45,7 @@ CHECKED += ["voxel_size", "use_scm"]
 # emseg segment options -> inference.yaml keys (a flag left off keeps the config's default)
 SEGMENT = dict(flips="flips", batch_size="batch_size", backend="backend", save_stage1="save_stage1", device="device")
 SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers", scheduler="dask_scheduler")
+SEGMENT.update(voxel_size="voxel_size")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -110,6 +111,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.no_scm and args.scm:
         raise InputError("--no-scm and --scm contradict each other: give one")
     overrides.update(use_scm=False if args.no_scm else (True if args.scm else None), overwrite=args.overwrite)
+    if args.no_pixel_match:
+        overrides["match_pixel_size"] = False
     for stats in segment_file(args.image, args.output, args.models, **overrides):
         shape = stats["shape"]
         print(

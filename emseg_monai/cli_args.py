@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("--batch-size", "slices per forward pass ({inference:batch_size})", int),
             ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),
             ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),
+            (
+                "--voxel-size",
+                "the stack's voxel size Z,Y,X in nm (default: as recorded in the file); a pixel size other than "
+                "the weights' training one ({inference:trained_xy_nm} nm) is resized to it",
+            ),
+            ("--no-pixel-match", "keep the trained downsample whatever the stack's pixel size", "flag"),
             device,
             ("--overwrite", "replace an existing output file", "flag"),
             ("--block-size", "process this many slices at a time (default for .zarr: 32)", int),

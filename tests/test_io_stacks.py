@@ -14,6 +14,7 @@ from PIL import Image
 from emseg_monai.errors import InputError
 from emseg_monai.io.stacks import atomic_write, check_output_path, read_mask, read_stack, write_stack
 from emseg_monai.io.tiff_reader import read_tiff_array
+from emseg_monai.io.voxels import voxel_size_nm
 
 SHAPE = (4, 6, 5)
 SUFFIXES = (".tif", ".nii.gz")
@@ -69,6 +70,7 @@ def test_tiff_records_voxel_size(tmp_path, dtype):
     array, voxel_size = read_tiff_array(path)
     np.testing.assert_array_equal(array, ramp(dtype))
     np.testing.assert_allclose(voxel_size, (2.0, 0.5, 0.25), rtol=1e-6)
+    np.testing.assert_allclose(voxel_size_nm(path), (2.0, 0.5, 0.25), rtol=1e-6)  # in nm, as the pipeline reads it
 
 
 def test_tiff_without_voxel_size_reports_none(tmp_path):

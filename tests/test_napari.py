@@ -58,6 +58,15 @@ def test_segment_widget_adds_emseg_masks(make_napari_viewer, qtbot, tiny_run):
     assert widget.progress.status.text().startswith("done: em mitochondria")
 
 
+def test_segment_widget_runs_the_networks_at_their_trained_pixel_size(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _segment.SegmentWidget(viewer)  # the shipped weights: 5 nm pixels at 1/2
+    eight = viewer.add_image(make_synthetic_stack((8, 32, 32), seed=1)[0], name="em", scale=(8, 8, 8))
+    assert widget._networks(eight)[1].stage1_downsample == 1.25
+    plain = viewer.add_image(make_synthetic_stack((8, 32, 32), seed=1)[0], name="em2")  # scale 1: unknown
+    assert widget._networks(plain)[1].stage1_downsample == 2.0
+
+
 def test_segment_cancel_adds_nothing(make_napari_viewer, qtbot, tiny_run):
     viewer = make_napari_viewer()
     viewer.add_image(make_synthetic_stack((96, 64, 64), seed=1)[0], name="em")

@@ -1,6 +1,7 @@
 """Inference, in layers that each import only the ones below:
 
 - ``settings``: ``InferenceSettings``, one checked object built once from the config;
+- ``pixels``: the downsample that shows a network its trained pixel size, whatever the input's;
 - ``predict``, ``backends``, ``stages``: arrays in, arrays out (stage 1, the SCM, masks);
 - ``inferer``: ``StackInferer``, both stages as one MONAI ``Inferer``;
 - ``block``: one Z block with its halo, and its done-markers;
@@ -8,6 +9,7 @@
 - ``jobs``: files in, files out (``SegmentJob``, what ``inference.yaml`` runs; ``segment_blocks``).
 """
 
+from emseg_monai.inference import pixels
 from emseg_monai.inference.backends import BACKENDS, to_backend
 from emseg_monai.inference.inferer import StackInferer
 from emseg_monai.inference.jobs import SegmentJob, segment_blocks, wants_blocks
@@ -17,6 +19,7 @@ from emseg_monai.inference.stages import scm, segment, stage1, to_mask
 
 __all__ = [
     "BACKENDS",
+    "pixels",
     "InferenceSettings",
     "SegmentJob",
     "StackInferer",

@@ -191,7 +191,8 @@ def write_stack(
     overwrite : bool
         Replace an existing file (else InputError).
     voxel_size : (z, y, x) floats or None
-        Recorded in the file's metadata when given.
+        In nm; recorded in the file's metadata when given (TIFF: ImageJ spacing, resolution and
+        unit nm; NIfTI: the header's zooms, without a unit, since NIfTI has none for nm).
     """
     array = np.asarray(array)
     if array.ndim != 3:
@@ -207,7 +208,7 @@ def write_stack(
             kwargs: dict = {}
             if voxel_size is not None and array.dtype in (np.uint8, np.uint16, np.float32):
                 kwargs = {"imagej": True, "resolution": (1 / voxel_size[2], 1 / voxel_size[1])}
-                kwargs["metadata"] = {"spacing": voxel_size[0], "axes": "ZYX"}
+                kwargs["metadata"] = {"spacing": voxel_size[0], "unit": "nm", "axes": "ZYX"}
             tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", **kwargs)
         else:
             import nibabel as nib

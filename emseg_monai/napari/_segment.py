@@ -96,7 +96,7 @@ class SegmentWidget(QWidget):
         try:
             layer = self.image.layer()
             data = stack_of(layer)
-            networks, settings = self._networks()
+            networks, settings = self._networks(layer)
         except Exception as exc:
             return self._fail(exc)
         chunks = -(-data.shape[0] // CHUNK)
@@ -107,13 +107,20 @@ class SegmentWidget(QWidget):
         self.progress.start(worker, chunks * (2 if networks[1] is not None else 1), f"segmenting {layer.name} ...")
         return worker
 
-    def _networks(self) -> tuple[tuple[Any, Any], Any]:
+    def _networks(self, layer: Any) -> tuple[tuple[Any, Any], Any]:
+        """The bundle's networks and settings; a layer scale in nm other than napari's default of 1 is the
+        voxel size, and the networks run at the pixel size they were trained at (``inference.pixels``)."""
         from emseg_monai.networks import default_device
         from emseg_monai.workflows import load_bundle_networks
 
         device = default_device()
         folder = self.models.text().strip() or None
-        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=self.use_scm.isChecked())
+        scale = tuple(float(v) for v in layer.scale[-3:])
+        pixels = {}
+        if len(scale) == 3 and scale != (1.0, 1.0, 1.0):
+            pixels = {"match_pixel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
+        use_scm = self.use_scm.isChecked()
+        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=use_scm, **pixels)
         return (stage1, scm), settings
 
     def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray]) -> None:

@@ -241,8 +241,10 @@ def train_pipeline(
         scm_overrides["init_weights"] = str(Path(init_from) / "scm.pt")
     training("stage 1 training", ["train.yaml"], "model.pt", "stage1", **common, **stage1_overrides)
     stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
-    inference = _inference_defaults(source, stage1_overrides, scm_overrides)
-    timed("stage 1 inference", ["inference.yaml", "stage1_infer.yaml"], stage1_files, **common, **inference)
+    inference = {**_inference_defaults(source, stage1_overrides, scm_overrides), "trained_xy_nm": voxels.xy_nm}
+    own_stack = {"match_pixel_size": False}  # the training stack is at the trained pixel size by definition
+    stage1_infer = ["inference.yaml", "stage1_infer.yaml"]
+    timed("stage 1 inference", stage1_infer, stage1_files, **common, **inference, **own_stack)
     mpp_keys = ("label_file", "labeled_slices", "output_dir")
     mpp_done = all((out / f).is_file() for f in ("mpp_mask.tif", MPP_REPORT))
     timed("MPP", ["mpp.yaml"], mpp_done, **{k: common[k] for k in mpp_keys}, **mpp)
@@ -262,7 +264,7 @@ def train_pipeline(
     write_run_bundle(out, source, defaults, {}, {})  # a runnable bundle now: the final step runs it
     if rerun or not (out / FINAL_MASK).is_file():
         start = time.perf_counter()
-        segment_file(image_file, out / FINAL_MASK, out, device=device, overwrite=True)
+        segment_file(image_file, out / FINAL_MASK, out, device=device, overwrite=True, **own_stack)
         times["segment the training stack"] = time.perf_counter() - start
         rerun = True
     if rerun or not (out / FINISHED_MASK).is_file():
