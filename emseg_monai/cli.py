@@ -111,8 +111,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.no_scm and args.scm:
         raise InputError("--no-scm and --scm contradict each other: give one")
     overrides.update(use_scm=False if args.no_scm else (True if args.scm else None), overwrite=args.overwrite)
-    if args.no_pixel_match:
-        overrides["match_pixel_size"] = False
+    if args.no_voxel_match:
+        overrides["match_voxel_size"] = False
     for stats in segment_file(args.image, args.output, args.models, **overrides):
         shape = stats["shape"]
         print(

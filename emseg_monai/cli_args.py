@@ -131,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
             ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),
             (
                 "--voxel-size",
-                "the stack's voxel size Z,Y,X in nm (default: as recorded in the file); a pixel size other than "
-                "the weights' training one ({inference:trained_xy_nm} nm) is resized to it",
+                "the stack's voxel size Z,Y,X in nm (default: as recorded in the file); against the weights' "
+                "({inference:trained_voxel_size}): other pixel sizes are resized, sections >= 2x thicker skip the SCM",
             ),
-            ("--no-pixel-match", "keep the trained downsample whatever the stack's pixel size", "flag"),
+            ("--no-voxel-match", "keep the trained downsample and the SCM whatever the stack's voxel size", "flag"),
             device,
             ("--overwrite", "replace an existing output file", "flag"),
             ("--block-size", "process this many slices at a time (default for .zarr: 32)", int),

@@ -129,7 +129,7 @@ def load_bundle_networks(
     parser["bundle_root"] = str(root)
     parser["device"] = device
     parser["backend"] = overrides.pop("backend", "torch")
-    parser["match_pixel_size"] = overrides.pop("match_pixel_size", False)  # arrays: no file, no pixel size
+    parser["match_voxel_size"] = overrides.pop("match_voxel_size", False)  # arrays: no file, no voxel size
     for key, value in overrides.items():
         parser[key] = value
     stage1 = parser.get_parsed_content("network").eval()

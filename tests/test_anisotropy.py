@@ -239,7 +239,9 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
         image, tiny_data / "label.tif", "every:3", run, stage1=TINY_STAGE, scm=TINY_STAGE, mpp=TINY_MPP,
         shared=TINY_SHARED, device="cpu",
     )  # fmt: skip
-    assert config_defaults(run / "configs" / "inference.yaml")["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
+    inference = config_defaults(run / "configs" / "inference.yaml")
+    assert inference["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
+    assert inference["trained_voxel_size"] == [40.0, 5.0, 5.0]  # later stacks are matched to it
     assert config_defaults(run / "configs" / "mpp.yaml")["voxel_size"] == "40,5,5"
     check = json.loads((run / "mpp_check.json").read_text())
     assert check["z_steps"] == {"erosions_per_step": 4, "vote_distances": [], "bracket_max_gap": 1.25}

@@ -1,7 +1,7 @@
 """Inference, in layers that each import only the ones below:
 
 - ``settings``: ``InferenceSettings``, one checked object built once from the config;
-- ``pixels``: the downsample that shows a network its trained pixel size, whatever the input's;
+- ``voxel_match``: the input's voxel size against the trained one (downsample, whether the SCM suits);
 - ``predict``, ``backends``, ``stages``: arrays in, arrays out (stage 1, the SCM, masks);
 - ``inferer``: ``StackInferer``, both stages as one MONAI ``Inferer``;
 - ``block``: one Z block with its halo, and its done-markers;
@@ -9,7 +9,7 @@
 - ``jobs``: files in, files out (``SegmentJob``, what ``inference.yaml`` runs; ``segment_blocks``).
 """
 
-from emseg_monai.inference import pixels
+from emseg_monai.inference import voxel_match
 from emseg_monai.inference.backends import BACKENDS, to_backend
 from emseg_monai.inference.inferer import StackInferer
 from emseg_monai.inference.jobs import SegmentJob, segment_blocks, wants_blocks
@@ -19,7 +19,6 @@ from emseg_monai.inference.stages import scm, segment, stage1, to_mask
 
 __all__ = [
     "BACKENDS",
-    "pixels",
     "InferenceSettings",
     "SegmentJob",
     "StackInferer",
@@ -30,5 +29,6 @@ __all__ = [
     "stage1",
     "to_backend",
     "to_mask",
+    "voxel_match",
     "wants_blocks",
 ]

@@ -109,18 +109,18 @@ class SegmentWidget(QWidget):
 
     def _networks(self, layer: Any) -> tuple[tuple[Any, Any], Any]:
         """The bundle's networks and settings; a layer scale in nm other than napari's default of 1 is the
-        voxel size, and the networks run at the pixel size they were trained at (``inference.pixels``)."""
+        voxel size, matched to the trained one (``inference.voxel_match``)."""
         from emseg_monai.networks import default_device
         from emseg_monai.workflows import load_bundle_networks
 
         device = default_device()
         folder = self.models.text().strip() or None
         scale = tuple(float(v) for v in layer.scale[-3:])
-        pixels = {}
+        voxels = {}
         if len(scale) == 3 and scale != (1.0, 1.0, 1.0):
-            pixels = {"match_pixel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
+            voxels = {"match_voxel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
         use_scm = self.use_scm.isChecked()
-        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=use_scm, **pixels)
+        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=use_scm, **voxels)
         return (stage1, scm), settings
 
     def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray]) -> None:

@@ -241,8 +241,9 @@ def train_pipeline(
         scm_overrides["init_weights"] = str(Path(init_from) / "scm.pt")
     training("stage 1 training", ["train.yaml"], "model.pt", "stage1", **common, **stage1_overrides)
     stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
-    inference = {**_inference_defaults(source, stage1_overrides, scm_overrides), "trained_xy_nm": voxels.xy_nm}
-    own_stack = {"match_pixel_size": False}  # the training stack is at the trained pixel size by definition
+    trained_voxels = list(voxels.nm) if voxels.nm is not None else None
+    inference = {**_inference_defaults(source, stage1_overrides, scm_overrides), "trained_voxel_size": trained_voxels}
+    own_stack = {"match_voxel_size": False}  # the training stack has the trained voxel size by definition
     stage1_infer = ["inference.yaml", "stage1_infer.yaml"]
     timed("stage 1 inference", stage1_infer, stage1_files, **common, **inference, **own_stack)
     mpp_keys = ("label_file", "labeled_slices", "output_dir")

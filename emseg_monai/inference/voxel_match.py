@@ -1,0 +1,152 @@
+"""Fit the input's voxel size to the one the weights were trained on.
+
+Two things depend on it, both measured on EPFL (docs/results.md, "Other microscopes"):
+
+- **Pixel size.** A network trained on 5 nm pixels at 1/2 resolution has learnt mitochondria at
+  10 nm per pixel. A stack of 8 nm pixels at the same downsample shows it objects 1.6x smaller than
+  it knows (final Dice 88.88 instead of 93.98 on EPFL resampled so). Where both pixel sizes are
+  known, the downsample is scaled so that ``input_xy_nm * downsample == trained_xy_nm * trained_downsample``.
+- **Section thickness.** The SCM reads a window of N neighbouring slices. On sections twice as thick
+  as its training stack's it gains nothing, and it loses more the thicker they get (EPFL kept at
+  every 3rd, 4th or 8th slice: -3.1, -7.6, -30.5 Dice against stage 1). From twice the trained Z
+  spacing on, stage 1 alone is used, with a warning.
+
+Known means: ``voxel_size`` given ("Z,Y,X" nm), else recorded in the file (ImageJ TIFF, OME-TIFF,
+NIfTI, OME-Zarr), and ``trained_voxel_size`` set in the bundle's ``inference.yaml``. Otherwise
+nothing is changed, which is right for stacks like the training one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from emseg_monai.errors import InputError
+from emseg_monai.io.voxels import parse_voxel_size, voxel_size_nm
+from emseg_monai.options import as_bool, as_float
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 0.05  # relative pixel-size differences below this keep the trained downsample
+SCM_MAX_Z_RATIO = 2.0  # sections this many times as thick as the training stack's: no SCM
+
+
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none"))
+
+
+def input_voxel_nm(image_file: str | Path | None, voxel_size: Any = None) -> tuple[float, float, float] | None:
+    """(z, y, x) nm of the input: ``voxel_size`` if given, else as the file records it, else None."""
+    if not _unset(voxel_size):
+        return parse_voxel_size(voxel_size)
+    if image_file is None or not Path(str(image_file)).exists():
+        return None
+    return voxel_size_nm(image_file)
+
+
+def _known(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any) -> tuple | None:
+    """(input, trained) voxel sizes when matching is on and both are known, else None."""
+    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size):
+        return None
+    try:
+        trained = parse_voxel_size(trained_voxel_size)
+    except InputError:
+        raise InputError(f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}") from None
+    given = input_voxel_nm(image_file, voxel_size)
+    return None if given is None else (given, trained)
+
+
+def matched_downsample(
+    downsample: float,
+    image_file: str | Path | None,
+    voxel_size: Any = None,
+    trained_voxel_size: Any = None,
+    match: Any = True,
+    name: str = "stage 1",
+) -> float:
+    """The downsample at which a network sees this input's pixels as it saw its training pixels.
+
+    Parameters
+    ----------
+    downsample : float
+        The trained downsample (>= 1).
+    image_file : path or None
+        The input stack; its recorded voxel size is read unless ``voxel_size`` is given.
+    voxel_size : str, sequence or None
+        The input's voxel size "Z,Y,X" in nm (overrides the file's).
+    trained_voxel_size : sequence or None
+        [Z, Y, X] nm of the training stack; None: unknown, nothing is changed.
+    match : bool
+        False: the trained downsample, whatever the voxel sizes.
+    name : str
+        Which network, for the log line.
+
+    Returns
+    -------
+    float
+        ``downsample * trained_xy / input_xy``, at least 1 (an input coarser than the network's
+        pixels is not upsampled; a warning says so), or ``downsample`` unchanged.
+    """
+    downsample = as_float(downsample, f"{name} downsample", minimum=1.0)
+    known = _known(image_file, voxel_size, trained_voxel_size, match)
+    if known is None:
+        return downsample
+    given, trained = (0.5 * (v[1] + v[2]) for v in known)
+    ratio = trained / given
+    if abs(ratio - 1.0) < TOLERANCE:
+        return downsample
+    wanted, network_nm = downsample * ratio, trained * downsample
+    if wanted < 1.0:
+        logger.warning(
+            "%s: the stack's %.3g nm pixels are coarser than the %.3g nm the network was trained at; it runs "
+            "at the stack's full resolution, where objects are %.2fx the size in pixels it was trained on",
+            name,
+            given,
+            network_nm,
+            network_nm / given,
+        )
+        return 1.0
+    logger.info(
+        "%s: %.3g nm pixels (weights trained on %.3g nm at 1/%g): running at 1/%.3g, %.3g nm per network pixel",
+        name,
+        given,
+        trained,
+        downsample,
+        wanted,
+        network_nm,
+    )
+    return float(wanted)
+
+
+def scm_suits(
+    use_scm: Any,
+    image_file: str | Path | None,
+    voxel_size: Any = None,
+    trained_voxel_size: Any = None,
+    match: Any = True,
+    window: int = 15,
+) -> bool:
+    """``use_scm``, unless the input's sections are at least twice as thick as the training stack's.
+
+    Then the SCM's ``window`` slices span depths it never saw; a warning names both spacings and
+    the result is False (stage 1 alone). Unknown voxel sizes or ``match`` false keep ``use_scm``.
+    """
+    wanted = as_bool(use_scm, "use_scm")
+    known = _known(image_file, voxel_size, trained_voxel_size, match) if wanted else None
+    if known is None:
+        return wanted
+    z_in, z_trained = known[0][0], known[1][0]
+    if z_in < SCM_MAX_Z_RATIO * z_trained:
+        return True
+    logger.warning(
+        "the stack's %.3g nm sections are %.1fx the %.3g nm the SCM was trained on (its %d slices would span "
+        "%.0f nm instead of %.0f nm): segmenting with stage 1 alone (match_voxel_size false runs the SCM anyway)",
+        z_in,
+        z_in / z_trained,
+        z_trained,
+        int(window),
+        z_in * int(window),
+        z_trained * int(window),
+    )
+    return False

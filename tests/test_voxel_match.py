@@ -1,0 +1,129 @@
+"""Inputs of another voxel size: resized to the trained pixel size, no SCM on much thicker sections."""
+
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+from monai.bundle import ConfigParser
+
+from emseg_monai import default_bundle_root
+from emseg_monai.cli import main
+from emseg_monai.data import make_synthetic_stack
+from emseg_monai.errors import InputError
+from emseg_monai.inference.voxel_match import input_voxel_nm, matched_downsample, scm_suits
+from emseg_monai.io import read_mask
+from emseg_monai.training.bundle import config_defaults
+
+
+def calibrated(path, xy_nm, z_nm=5.0, shape=(8, 48, 64)):
+    """A uint8 ImageJ TIFF recording its voxel size in nm, as microscope exports do."""
+    image, _ = make_synthetic_stack(shape, seed=0)
+    tifffile.imwrite(
+        path,
+        image,
+        imagej=True,
+        resolution=(1 / xy_nm, 1 / xy_nm),
+        metadata={"axes": "ZYX", "spacing": z_nm, "unit": "nm"},
+    )
+    return path
+
+
+EPFL = [5.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "trained", "match", "expected"),
+    [
+        ("40,8,8", EPFL, True, 1.25),  # coarser pixels: less downsampling
+        ("5,4,4", EPFL, True, 2.5),  # finer pixels: more
+        ("5,5.1,5.1", EPFL, True, 2.0),  # within 5 %: as trained
+        (None, EPFL, True, 2.0),  # unknown input voxel size
+        ("5,8,8", None, True, 2.0),  # unknown training voxel size
+        ("5,8,8", EPFL, "false", 2.0),  # matching off (text, as from a bundle command line)
+    ],
+)
+def test_matched_downsample(voxel_size, trained, match, expected):
+    assert matched_downsample(2, None, voxel_size, trained, match) == pytest.approx(expected)
+
+
+def test_pixels_coarser_than_the_network_ones_run_at_full_resolution_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.pixels"):
+        assert matched_downsample(2, None, "30,16,16", EPFL) == 1.0
+    assert "16 nm pixels are coarser than the 10 nm" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "trained", "use_scm", "match", "expected"),
+    [
+        ("5,5,5", EPFL, True, True, True),  # as trained
+        ("9,5,5", EPFL, True, True, True),  # less than twice as thick: kept
+        ("10,5,5", EPFL, True, True, False),  # twice as thick: stage 1 alone
+        ("40,5,5", [40, 5, 5], True, True, True),  # a thick-section run on thick sections
+        ("5,5,5", [40, 5, 5], True, True, True),  # thinner sections than trained: kept
+        ("40,5,5", EPFL, False, True, False),  # off stays off
+        ("40,5,5", EPFL, True, False, True),  # matching off: as asked
+        (None, EPFL, True, True, True),  # unknown: as asked
+    ],
+)
+def test_the_scm_only_runs_on_sections_it_suits(voxel_size, trained, use_scm, match, expected, caplog):
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        assert scm_suits(use_scm, None, voxel_size, trained, match) is expected
+    assert ("stage 1 alone" in caplog.text) is (use_scm and not expected)
+
+
+def test_bad_values_are_one_line_errors():
+    with pytest.raises(InputError, match="voxel size must be Z,Y,X in nm.*'abc'"):
+        matched_downsample(2, None, "abc", EPFL)
+    with pytest.raises(InputError, match="trained_voxel_size must be"):
+        matched_downsample(2, None, "5,5,5", [-1, 5, 5])
+    with pytest.raises(InputError, match="match_voxel_size"):
+        matched_downsample(2, None, "5,5,5", EPFL, "maybe")
+    with pytest.raises(InputError, match="use_scm"):
+        scm_suits("perhaps", None, "5,5,5", EPFL)
+
+
+def test_the_input_voxel_size_comes_from_the_option_else_the_file(tmp_path):
+    path = calibrated(tmp_path / "eight.tif", 8.0)
+    assert input_voxel_nm(path) == pytest.approx((5.0, 8.0, 8.0))
+    assert input_voxel_nm(path, "5,4,4") == pytest.approx((5.0, 4.0, 4.0))
+    assert input_voxel_nm(tmp_path / "missing.tif") is None
+
+
+def _settings(**overrides):
+    parser = ConfigParser()
+    parser.read_config(f"{default_bundle_root()}/configs/inference.yaml")
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser.get_parsed_content("settings")
+
+
+def test_the_shipped_bundle_matches_a_calibrated_stack(tmp_path):
+    assert config_defaults(f"{default_bundle_root()}/configs/inference.yaml")["trained_voxel_size"] == EPFL
+    eight = str(calibrated(tmp_path / "eight.tif", 8.0))
+    settings = _settings(image_file=eight)
+    assert (settings.stage1_downsample, settings.scm_downsample) == (1.25, 1.25)
+    assert _settings(image_file=eight, voxel_size="5,5,5").stage1_downsample == 2.0
+    assert _settings(image_file=eight, match_voxel_size=False).stage1_downsample == 2.0
+    sections = str(calibrated(tmp_path / "sections.tif", 5.0, z_nm=40.0))
+    assert _settings(image_file=sections).use_scm is False  # 8x the trained thickness
+    assert _settings(image_file=sections, match_voxel_size=False).use_scm is True
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.zeros((3, 40, 40), np.uint8), photometric="minisblack")  # no voxel size: as trained
+    assert _settings(image_file=str(plain)).stage1_downsample == 2.0
+
+
+def test_emseg_segment_takes_a_voxel_size(tmp_path, capsys):
+    image = calibrated(tmp_path / "four.tif", 4.0)
+    out = tmp_path / "masks.tif"
+    assert main(["--quiet", "segment", str(image), str(out), "--voxel-size", "5,8,8"]) == 0
+    assert read_mask(out).shape == (8, 48, 64)
+    assert main(["--quiet", "segment", str(image), str(out), "--overwrite", "--no-voxel-match"]) == 0
+    assert main(["segment", str(image), str(tmp_path / "o.tif"), "--voxel-size", "5,x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "voxel size must be" in err[0] and "'5,x'" in err[0], err
+
+
+def test_a_training_run_records_its_voxel_size(tiny_run):
+    # tiny_data records no voxel size: the run's bundle leaves its inputs' voxel size alone
+    assert config_defaults(tiny_run / "configs" / "inference.yaml")["trained_voxel_size"] is None
