@@ -8,7 +8,7 @@ Two things depend on it, both measured on EPFL (docs/results.md, "Other microsco
   known, the downsample is scaled so that ``input_xy_nm * downsample == trained_xy_nm * trained_downsample``.
 - **Section thickness.** The SCM reads a window of N neighbouring slices. On sections twice as thick
   as its training stack's it gains nothing, and it loses more the thicker they get (EPFL kept at
-  every 3rd, 4th or 8th slice: -3.1, -7.6, -30.5 Dice against stage 1). From twice the trained Z
+  every 2nd, 4th or 8th slice: -0.03, -7.6, -30.0 Dice against stage 1). From twice the trained Z
   spacing on, stage 1 alone is used, with a warning.
 
 Known means: ``voxel_size`` given ("Z,Y,X" nm), else recorded in the file (ImageJ TIFF, OME-TIFF,
