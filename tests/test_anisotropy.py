@@ -41,6 +41,13 @@ def test_imagej_tiff_voxel_size_in_nm_and_um(tmp_path):
     assert voxel_size_nm(tmp_path / "um.tif") == pytest.approx((40.0, 5.0, 5.0))
 
 
+def test_imagej_tiff_calibrated_in_xy_only_is_isotropic(tmp_path):
+    stack = np.zeros((4, 16, 16), np.uint8)
+    path = tmp_path / "xy.tif"
+    tifffile.imwrite(path, stack, imagej=True, resolution=(1 / 0.005, 1 / 0.005), metadata={"unit": "micron"})
+    assert voxel_size_nm(path) == pytest.approx((5.0, 5.0, 5.0))  # not 1 um sections
+
+
 def test_ome_tiff_voxel_size(tmp_path):
     path = tmp_path / "s.ome.tif"
     meta = {"axes": "ZYX", "PhysicalSizeX": 0.005, "PhysicalSizeY": 0.006, "PhysicalSizeZ": 0.05}

@@ -84,8 +84,11 @@ def test_voxel_size_from_nifti_in_mm(tmp_path):
 
 
 def test_no_unit_means_unknown(tmp_path):
-    path = write_stack(tmp_path / "m.tif", two_objects().astype(np.uint8), voxel_size=(2.0, 1.0, 1.0))
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, two_objects().astype(np.uint8), imagej=True, resolution=(1, 1), metadata={"spacing": 2.0})
     assert voxel_size_nm(path) is None
+    nm = write_stack(tmp_path / "nm.tif", two_objects().astype(np.uint8), voxel_size=(2.0, 1.0, 1.0))
+    assert voxel_size_nm(nm) == pytest.approx((2.0, 1.0, 1.0))  # write_stack records nm
 
 
 def test_cli_writes_csv_beside_the_mask(tmp_path, capsys):

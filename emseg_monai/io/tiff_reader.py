@@ -61,7 +61,11 @@ def _recorded_shape(tif: Any) -> tuple[int, ...] | None:
 
 
 def _voxel_size(tif: Any) -> tuple[float, float, float] | None:
-    """(z, y, x) spacing from ImageJ metadata and resolution tags, or None when not recorded."""
+    """(z, y, x) spacing from ImageJ metadata and resolution tags, or None when not recorded.
+
+    A stack calibrated in XY without an ImageJ ``spacing`` is taken as isotropic (z = mean of y, x),
+    not as 1 unit thick (1 um sections, say, when the unit is microns).
+    """
     try:
         page = tif.pages[0]
         xres = page.tags.get("XResolution")
@@ -71,7 +75,7 @@ def _voxel_size(tif: Any) -> tuple[float, float, float] | None:
         x = xres.value[1] / xres.value[0]
         y = yres.value[1] / yres.value[0]
         ij = tif.imagej_metadata or {}
-        z = float(ij.get("spacing", 1.0))
+        z = float(ij["spacing"]) if "spacing" in ij else 0.5 * (x + y)
         if not (np.isfinite(x) and np.isfinite(y)) or x <= 0 or y <= 0:
             return None
         if x == 1.0 and y == 1.0 and "spacing" not in ij:
