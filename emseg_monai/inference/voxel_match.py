@@ -141,7 +141,8 @@ def scm_suits(
         return True
     logger.warning(
         "the stack's %.3g nm sections are %.1fx the %.3g nm the SCM was trained on (its %d slices would span "
-        "%.0f nm instead of %.0f nm): segmenting with stage 1 alone (match_voxel_size false runs the SCM anyway)",
+        "%.0f nm instead of %.0f nm): segmenting with stage 1 alone (--no-voxel-match, or match_voxel_size false, "
+        "runs the SCM anyway)",
         z_in,
         z_in / z_trained,
         z_trained,
