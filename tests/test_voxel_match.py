@@ -90,6 +90,21 @@ def test_the_input_voxel_size_comes_from_the_option_else_the_file(tmp_path):
     assert input_voxel_nm(tmp_path / "missing.tif") is None
 
 
+def test_the_file_header_is_read_once_per_version(tmp_path, monkeypatch):
+    import emseg_monai.inference.voxel_match as voxel_match
+
+    reads = []
+    real = voxel_match.voxel_size_nm
+    monkeypatch.setattr(voxel_match, "voxel_size_nm", lambda p: reads.append(p) or real(p))
+    path = calibrated(tmp_path / "once.tif", 8.0)
+    for _ in range(3):  # a job's two downsamples and the SCM check
+        assert input_voxel_nm(path) == pytest.approx((5.0, 8.0, 8.0))
+    assert len(reads) == 1
+    calibrated(path, 4.0, shape=(9, 48, 64))  # rewritten in place: read again
+    assert input_voxel_nm(path) == pytest.approx((5.0, 4.0, 4.0))
+    assert len(reads) == 2
+
+
 def _settings(**overrides):
     parser = ConfigParser()
     parser.read_config(f"{default_bundle_root()}/configs/inference.yaml")

@@ -18,6 +18,7 @@ nothing is changed, which is right for stacks like the training one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,17 @@ def input_voxel_nm(image_file: str | Path | None, voxel_size: Any = None) -> tup
         return parse_voxel_size(voxel_size)
     if image_file is None or not Path(str(image_file)).exists():
         return None
-    return voxel_size_nm(image_file)
+    path = Path(str(image_file))
+    if path.is_dir():  # OME-Zarr: its metadata lives in files inside; read it each time
+        return voxel_size_nm(path)
+    stat = path.stat()
+    return _file_voxel_nm(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_voxel_nm(path: str, mtime_ns: int, size: int) -> tuple[float, float, float] | None:
+    """One header read per file version: a job asks three times (two downsamples, the SCM)."""
+    return voxel_size_nm(path)
 
 
 def _known(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any) -> tuple | None:
