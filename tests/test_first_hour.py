@@ -63,7 +63,7 @@ def test_help_shows_the_config_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "default 40, train.yaml: epochs" in text and "default 300, mpp.yaml: min_size" in text
+    assert "default 30, train.yaml: epochs" in text and "default 300, mpp.yaml: min_size" in text
 
 
 def test_labeled_slices_without_foreground_warn(tiny_data, tmp_path, caplog):
