@@ -180,8 +180,8 @@ def test_check_uses_the_scm_from_a_gain_of_the_margin_on():
         result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), margin)
         assert result["use_scm"] is used, (margin, result["reason"])
     config = yaml.safe_load((Path(default_bundle_root()) / "configs" / "mpp.yaml").read_text())
-    assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == 0.002
-    assert inspect.signature(run_mpp).parameters["check_margin"].default == 0.002
+    assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == 0.0015
+    assert inspect.signature(run_mpp).parameters["check_margin"].default == 0.0015
 
 
 TINY_STAGE = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_slices": "none"}
