@@ -14,8 +14,8 @@ when that candidate beats stage 1 by at least ``margin``. The default 0.15 Dice 
 label curves (docs/results.md): the check's gain runs below the SCM's own gain on the unlabeled
 slices. Where the check gained +0.19 to +0.43 (8 and 16 labeled slices) the SCM added +0.67 to
 +1.22; where it gained -0.07 to +0.09 (4 and 8 labeled slices, 40 nm sections) the SCM added
--0.19 to +0.10. 0.15 lies between the two groups (0.2 until emseg-monai 0.8.1 missed the +0.92
-of the 16-slice run with the shipped schedule, whose check gave +0.19).
+-0.19 to +0.10. 0.15 lies between the two groups (0.2, the default up to emseg-monai 0.8.0, missed
+the +0.92 of the 16-slice run with the shipped schedule, whose check gave +0.19).
 """
 
 from __future__ import annotations
