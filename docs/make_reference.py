@@ -19,6 +19,7 @@ CONFIGS = ROOT / "bundle" / "configs"
 ORDER = ["train.yaml", "scm_train.yaml", "multi_gpu_train.yaml", "inference.yaml", "stage1_infer.yaml", "mpp.yaml"]
 ORDER += ["evaluate.yaml", "suggest.yaml"]
 KEY = re.compile(r"^([A-Za-z_][\w#]*):(.*)$")
+CONTINUATION = re.compile(r"^\s+#(.*)$")  # a comment line indented under a key's comment
 
 
 def _cell(text: str) -> str:
@@ -60,8 +61,15 @@ def config_section() -> list[str]:
         if header:
             lines += [" ".join(header[:1]), ""]
         lines += ["| key | value | meaning |", "|---|---|---|"]
+        rows: list[list[str]] = []
+        continues = False  # the previous line was a described key or a continuation of its comment
         for line in path.read_text().splitlines():
+            more = CONTINUATION.match(line)
+            if continues and more:  # an indented comment line right below a key's comment goes on
+                rows[-1][2] += " " + more.group(1).strip()
+                continue
             match = KEY.match(line)
+            continues = False
             if not match:
                 continue
             key, rest = match.groups()
@@ -69,7 +77,9 @@ def config_section() -> list[str]:
             value = value.strip() or "(section)"
             if len(value) > 70:
                 value = value[:67] + "..."
-            lines.append(f"| `{key}` | `{_cell(value)}` | {_cell(comment.lstrip('# '))} |")
+            rows.append([key, value, comment.lstrip("# ")])
+            continues = bool(comment)
+        lines += [f"| `{key}` | `{_cell(value)}` | {_cell(comment)} |" for key, value, comment in rows]
         lines.append("")
     return lines
 
