@@ -41,7 +41,7 @@ STAGE.update(val_slices="val_slices", seed="seed", tensorboard="tensorboard_dir"
 SHARED = dict(features="features", downsample="downsample", window="scm_window", scm_input="scm_input")
 MPP = ("min_size", "spread_min_size", "erosions_per_step")
 CHECKED = "image label labeled output overwrite resume window downsample tracking precision tensorboard device".split()
-CHECKED += ["voxel_size", "use_scm"]
+CHECKED += ["voxel_size", "use_scm", "intensity_prob"]
 # emseg segment options -> inference.yaml keys (a flag left off keeps the config's default)
 SEGMENT = dict(flips="flips", batch_size="batch_size", backend="backend", save_stage1="save_stage1", device="device")
 SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers", scheduler="dask_scheduler")
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.label,
         args.labeled,
         folder,
-        stage1=common,
+        stage1={**common, "intensity_prob": args.intensity_prob},
         scm={**common, "epochs": args.scm_epochs or args.epochs},
         mpp={key: getattr(args, key) for key in MPP},
         shared=shared,

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("--crop-size", "side of the square training crops ({train:crop_size})", int),
             ("--downsample", "XY resolution factor of both stages ({train:downsample})", float),
             ("--features", "BasicUNet widths ({train:features})", _features),
+            (
+                "--intensity-prob",
+                "stage 1: probability of each random change of contrast, gain, offset, noise and blur "
+                "({train:intensity_prob})",
+                float,
+            ),
             ("--window", "SCM window N, odd ({scm_train:scm_window}; from the voxel size when known)", int),
             ("--voxel-size", "Z,Y,X in nm, e.g. 45,5,5 (default: the image file's; else isotropic is assumed)"),
             ("--use-scm", "auto (default: the SCM only where MPP's check says it helps), true or false"),

@@ -71,6 +71,22 @@ def as_float(value: Any, name: str, minimum: float | None = None, maximum: float
     return number
 
 
+def as_range(value: Any, name: str, minimum: float, maximum: float) -> tuple[float, float]:
+    """``value`` as a (low, high) pair of floats with ``minimum <= low <= high <= maximum``.
+
+    A list, a tuple or the text "low,high" is accepted; anything else is an InputError naming
+    ``name`` and the value.
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        low, high = (as_float(v, name, minimum, maximum) for v in items)
+    except (TypeError, ValueError, InputError):
+        low = high = None
+    if low is None or low > high:
+        raise InputError(f"{name} must be two numbers low <= high within {minimum:g}..{maximum:g}, got {value!r}")
+    return low, high
+
+
 def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices``; else InputError listing them."""
     if value not in choices:

@@ -84,6 +84,10 @@ CASES = {
     "SCM window below 1": ([*TRAIN, "--labeled", "0", "--window", "-1"], ["got -1"]),
     "voxel size of zero": ([*TRAIN, "--labeled", "0", "--voxel-size", "0,5,5"], ["voxel size", "'0,5,5'"]),
     "voxel size not numbers": ([*TRAIN, "--labeled", "0", "--voxel-size", "thick"], ["voxel size", "'thick'"]),
+    "intensity probability above 1": (
+        [*TRAIN, "--labeled", "0", "--intensity-prob", "1.5"],
+        ["--intensity-prob", "got 1.5"],
+    ),
     "use-scm neither auto, true nor false": (
         [*TRAIN, "--labeled", "0", "--use-scm", "maybe"],
         ["--use-scm", "'maybe'"],

@@ -9,7 +9,7 @@ from emseg_monai.data.training import training_size
 from emseg_monai.errors import EnvironmentFault, InputError
 from emseg_monai.inference import InferenceSettings
 from emseg_monai.inference.jobs import _disk_faults
-from emseg_monai.options import as_bool, as_float, as_int, optional_path
+from emseg_monai.options import as_bool, as_float, as_int, as_range, optional_path
 
 
 @pytest.mark.parametrize("value", [True, "true", "True", "TRUE", "1", 1, "yes", "on"])
@@ -78,3 +78,17 @@ def test_a_full_disk_is_one_line_naming_it():
     with pytest.raises(PermissionError):  # other OS errors pass unchanged
         with _disk_faults("out.zarr"):
             raise PermissionError(errno.EACCES, "denied")
+
+
+def test_as_range_accepts_pairs_and_text():
+    assert as_range([0.5, 2], "gamma", 0.1, 10) == (0.5, 2.0)
+    assert as_range("0.7,1.5", "gamma", 0.1, 10) == (0.7, 1.5)
+    assert as_range((1, 1), "gamma", 0.1, 10) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [[2, 0.5], [0.0, 1.0], [1, 20], [1], [1, 2, 3], "wide", 3, None])
+def test_as_range_refuses_with_one_line(bad):
+    with pytest.raises(InputError) as caught:
+        as_range(bad, "intensity_gamma", 0.1, 10)
+    text = str(caught.value)
+    assert text.startswith("intensity_gamma must be two numbers") and repr(bad) in text and "\n" not in text

@@ -68,12 +68,13 @@ def check_train_inputs(
     bundle: str | Path | None = None,
     voxel_size: str | None = None,
     use_scm: str | None = None,
+    intensity_prob: float | None = None,
 ) -> Path:
     """Check everything ``train_pipeline`` will need before any training starts; returns the run folder.
 
     Reads both stacks (shape, values), the labeled-slice spec, the slice size at the training
-    resolution, the window, tracking, precision, TensorBoard and device; refuses a non-empty output
-    folder unless ``overwrite`` or ``resume``.
+    resolution, the window, the intensity-change probability, tracking, precision, TensorBoard and
+    device; refuses a non-empty output folder unless ``overwrite`` or ``resume``.
     """
     import importlib.util
 
@@ -95,6 +96,8 @@ def check_train_inputs(
         parse_voxel_size(voxel_size)
     if use_scm is not None and str(use_scm).lower() not in ("auto", "true", "false"):
         raise InputError(f"--use-scm must be auto, true or false, got {use_scm!r}")
+    if intensity_prob is not None:
+        as_float(intensity_prob, "--intensity-prob", minimum=0.0, maximum=1.0)
     stack = read_stack(image)
     labels = read_mask(label, shape=stack.shape)
     chosen = require_labeled(labeled, stack.shape[0])
