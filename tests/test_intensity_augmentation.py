@@ -109,3 +109,14 @@ def test_bad_probability_is_one_line(bad):
     error = input_error(caught)
     assert isinstance(error, InputError)
     assert "intensity_prob" in str(error) and str(bad) in str(error) and "\n" not in str(error)
+
+
+def test_emseg_train_option_reaches_stage_1_only(tiny_data, tmp_path):
+    from emseg_monai.cli import main
+    from emseg_monai.training.bundle import config_defaults
+    from tests.conftest import train_argv
+
+    out = tmp_path / "run"
+    assert main(["--quiet", *train_argv(tiny_data, out, "--intensity-prob", "0.3")]) == 0
+    assert config_defaults(out / "configs" / "train.yaml")["intensity_prob"] == 0.3  # the run's record
+    assert config_defaults(out / "configs" / "scm_train.yaml")["intensity_prob"] == 0.0
