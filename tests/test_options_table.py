@@ -19,7 +19,10 @@ def split_top(text: str) -> list[str]:
     """``text`` split at ", " outside brackets and parentheses."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text):
-        depth += char in "[(" and 1 or (char in "])" and -1 or 0)
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
         if depth == 0 and text.startswith(", ", i):
             parts.append(text[start:i])
             start = i + 2
@@ -32,7 +35,7 @@ def literal(text: str):
     Words count only in backticks (`auto`); other text (``cuda if available``) is prose.
     """
     text = re.sub(r"\s*\(.*\)$", "", text.strip())
-    quoted = re.fullmatch(r"`([^`]+)`", text)
+    quoted = re.fullmatch(r"`[^`]+`", text) is not None
     try:
         value = yaml.safe_load(text.replace("`", ""))
     except yaml.YAMLError:
