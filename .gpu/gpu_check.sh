@@ -23,21 +23,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, monai, emseg_monai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'monai', monai.__version__, 'emseg', emseg_monai.__version__)"
 if [ "$mode" = tests ]; then
   # one torch thread per test process: 14 processes with full threads on 16 cores ran 10-15 % of
-  # the suite in 100-200 s (two leases); names printed as they finish (-v), so a cut-off run still says which failed
+  # the suite in 100-200 s (two leases); names printed as they finish (-v), so a cut-off run still
+  # says which failed. tests/test_cuda.py is the file that puts the GPU to work (the rest pins cpu).
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-  cuda_first="tests/test_piecewise_affine.py tests/test_precision.py tests/test_backends.py tests/test_checkpoint.py tests/test_multi_gpu.py"
   start=$(date +%s)
-  timeout ${TEST_LIMIT:-100} python3 -m pytest -n 12 -v -p no:cacheprovider -p no:randomly -rfE \
-    --continue-on-collection-errors $cuda_first > $OUT/tests_cuda.log 2>&1
-  echo "CUDA-relevant files: rc=$? in $(( $(date +%s) - start )) s"
-  grep -E "FAILED|ERROR|passed|failed" $OUT/tests_cuda.log | tail -30
-  left=$(( ${TEST_LIMIT:-100} - ($(date +%s) - start) ))
-  if [ $left -gt 20 ]; then
-    timeout $left python3 -m pytest -n 12 -v -p no:cacheprovider -rfE --continue-on-collection-errors \
-      tests > $OUT/tests_all.log 2>&1
-    echo "whole suite: rc=$? (cut at $left s if 124)"
-    grep -E "FAILED|ERROR" $OUT/tests_all.log | head -40
-  fi
+  timeout ${TEST_LIMIT:-120} python3 -m pytest -n 14 -v -p no:cacheprovider -rfEs \
+    --continue-on-collection-errors tests > $OUT/tests_all.log 2>&1
+  echo "whole suite: rc=$? in $(( $(date +%s) - start )) s (124: cut at ${TEST_LIMIT:-120} s)"
+  grep -E "test_cuda" $OUT/tests_all.log | grep -E "PASSED|FAILED|ERROR|SKIPPED" | sed 's/^\[gw[0-9]*\] //' | cut -c1-160
+  grep -E "^(FAILED|ERROR)" $OUT/tests_all.log | cut -c1-200 | head -40
+  tail -2 $OUT/tests_all.log
   exit 0
 fi
 # train
@@ -49,13 +44,17 @@ wide="--data-dir /tmp/epfl --features 64,128,256,512,1024,64 --downsample 1 --cr
 limit=${TRAIN_LIMIT:-470}
 (nvidia-smi dmon -s um -d 10 > $OUT/dmon.log 2>&1 &)
 start=$(date +%s)
-timeout $limit python3 benchmarks/epfl_recipe.py $wide --protocol val --output /tmp/gv > $OUT/val.log 2>&1 &
-timeout $limit python3 benchmarks/epfl_recipe.py $wide --protocol zsplit --output /tmp/gz > $OUT/zsplit.log 2>&1 &
-wait %1; echo "val rc=$? after $(( $(date +%s) - start )) s"
-wait %2; echo "zsplit rc=$? after $(( $(date +%s) - start )) s"
-cp /tmp/gv/recipe.json $OUT/val_recipe.json 2>/dev/null
-cp /tmp/gz/recipe.json $OUT/zsplit_recipe.json 2>/dev/null
-python3 .gpu/score_partial.py /tmp/gv/run > $OUT/partial_scores.txt 2>&1
-cat $OUT/partial_scores.txt
-grep -h -E "seconds|Dice|WARN|Error|error" $OUT/val.log | tail -25
-tail -15 $OUT/zsplit.log
+for p in ${PROTOCOLS:-val zsplit}; do
+  timeout $limit python3 benchmarks/epfl_recipe.py $wide --protocol $p --output /tmp/g_$p > $OUT/$p.log 2>&1 &
+done
+for p in ${PROTOCOLS:-val zsplit}; do
+  wait -n; echo "a run ended rc=$? after $(( $(date +%s) - start )) s"
+done
+for p in ${PROTOCOLS:-val zsplit}; do
+  cp /tmp/g_$p/recipe.json $OUT/${p}_recipe.json 2>/dev/null
+  cp /tmp/g_$p/run/mpp_check.json $OUT/${p}_mpp_check.json 2>/dev/null
+  for f in /tmp/g_$p/run/*history*.csv /tmp/g_$p/run/models/*history*.csv; do [ -f "$f" ] && cp "$f" $OUT/${p}_$(basename $f); done
+  echo "== $p"; python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps(d.get('train_seconds')), json.dumps(d.get('scores')))" $OUT/${p}_recipe.json 2>&1 | tail -1
+  tail -4 $OUT/$p.log
+done
+[ -d /tmp/g_val/run ] && python3 .gpu/score_partial.py /tmp/g_val/run 2>&1 | head -4
