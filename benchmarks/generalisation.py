@@ -11,6 +11,8 @@ Stacks (``--stacks``, comma-separated):
 - ``epfl``: the EPFL training volume as is (5 nm isotropic), labeled 0, 5, ..., 155;
 - ``epfl8``: EPFL made anisotropic by keeping every 8th slice (40 nm sections of 5 nm pixels,
   21 slices), labeled every 4th of those (0, 4, ..., 20): a proxy of serial-section TEM;
+- ``epfl8raw``: the same stack written without any voxel size (a plain TIFF, as many
+  serial-section stacks travel): the run estimates the Z/XY ratio from the image;
 - ``NAME=IMAGE;LABEL;LABELED[;Z,Y,X]`` (``--stack``, repeatable): any other stack with labels.
 
     python benchmarks/generalisation.py --data-dir ../shared/data/epfl --output runs/gen --stacks epfl8 \\
@@ -53,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with EPFL's training.tif and training_groundtruth.tif")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--stacks", default="epfl,epfl8", help="epfl, epfl8 (comma-separated; '' for none)")
+    parser.add_argument("--stacks", default="epfl,epfl8", help="epfl, epfl8, epfl8raw (comma-separated; '' for none)")
     parser.add_argument("--stack", action="append", default=[], help="NAME=IMAGE;LABEL;LABELED[;Z,Y,X nm]")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--iterations", dest="iterations_per_epoch", type=int)
@@ -67,8 +69,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def write_calibrated(path: Path, array: np.ndarray, voxel_nm: tuple[float, float, float]) -> Path:
-    """An ImageJ TIFF recording its voxel size in nm (as microscopes' exports do)."""
+def write_calibrated(path: Path, array: np.ndarray, voxel_nm: tuple[float, float, float] | None) -> Path:
+    """An ImageJ TIFF recording its voxel size in nm (as microscopes' exports do); None: a plain TIFF."""
+    if voxel_nm is None:
+        tifffile.imwrite(path, array, photometric="minisblack")
+        return path
     z, y, x = voxel_nm
     tifffile.imwrite(
         path, array, imagej=True, resolution=(1 / x, 1 / y), metadata={"axes": "ZYX", "spacing": z, "unit": "nm"}
@@ -91,14 +96,15 @@ def epfl_stacks(data: Path, out: Path, names: list[str]) -> dict[str, tuple]:
             write_calibrated(folder / "label.tif", label, (5, 5, 5)),
             "0:156:5",
         )
-    if "epfl8" in names:
-        folder = out / "data_epfl8"
-        folder.mkdir(parents=True, exist_ok=True)
-        stacks["epfl8"] = (
-            write_calibrated(folder / "image.tif", image[::8], (40, 5, 5)),
-            write_calibrated(folder / "label.tif", label[::8], (40, 5, 5)),
-            "every:4",
-        )
+    for name, voxel in (("epfl8", (40, 5, 5)), ("epfl8raw", None)):
+        if name in names:
+            folder = out / f"data_{name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            stacks[name] = (
+                write_calibrated(folder / "image.tif", image[::8], voxel),
+                write_calibrated(folder / "label.tif", label[::8], voxel),
+                "every:4",
+            )
     return stacks
 
 
@@ -171,7 +177,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = [s for s in args.stacks.split(",") if s]
     if names and not args.data_dir:
-        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8")
+        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8, epfl8raw")
     stacks = {k: (*v, None) for k, v in epfl_stacks(Path(args.data_dir or "."), out, names).items()}
     for spec in args.stack:
         name, _, rest = spec.partition("=")

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                 float,
             ),
             ("--window", "SCM window N, odd ({scm_train:scm_window}; from the voxel size when known)", int),
-            ("--voxel-size", "Z,Y,X in nm, e.g. 45,5,5 (default: the image file's; else isotropic is assumed)"),
+            ("--voxel-size", "Z,Y,X in nm, e.g. 45,5,5 (default: the file's; else Z/XY estimated from the image)"),
             ("--use-scm", "auto (default: the SCM only where MPP's check says it helps), true or false"),
             ("--min-size", "MPP smallest object, px per slice ({mpp:min_size})", int),
             ("--spread-min-size", "MPP smallest spread piece, px ({mpp:spread_min_size})", int),
@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
             (
                 "--voxel-size",
                 "the stack's voxel size Z,Y,X in nm (default: as recorded in the file); against the weights' "
-                "({inference:trained_voxel_size}): other pixel sizes are resized, sections >= 2x thicker skip the SCM",
+                "({inference:trained_voxel_size}): other pixel sizes are resized, sections >= 2x thicker skip the SCM "
+                "(unrecorded: Z/XY estimated from the image)",
             ),
             ("--no-voxel-match", "keep the trained downsample and the SCM whatever the stack's voxel size", "flag"),
             device,

@@ -196,7 +196,13 @@ def test_tiny_run_records_its_decision_and_finishes_its_stack(tiny_run, tiny_dat
     assert check["checked"] and check["held_out"] == [3, 6] and set(check["dice"]) == {STAGE1, *candidate_settings({})}
     meta = json.loads((tiny_run / "configs" / "metadata.json").read_text())
     record = meta["emseg_training"]
-    assert record["voxels"] == {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0}
+    voxels = record["voxels"]  # a synthetic stack without a recorded size: the image's estimate is kept
+    assert {k: voxels[k] for k in ("voxel_size_nm", "source", "anisotropy")} == {
+        "voxel_size_nm": None,
+        "source": "unknown",
+        "anisotropy": 1.0,
+    }
+    assert 1.0 <= voxels["estimated_anisotropy"] < 2.5  # read as isotropic
     assert record["mpp_check"]["use_scm"] is True and "overruled: use_scm true" in record["mpp_check"]["reason"]
     from emseg_monai.networks import resolve_precision
 

@@ -141,12 +141,16 @@ def scm_suits(
     """``use_scm``, unless the input's sections are at least twice as thick as the training stack's.
 
     Then the SCM's ``window`` slices span depths it never saw; a warning names both spacings and
-    the result is False (stage 1 alone). Unknown voxel sizes or ``match`` false keep ``use_scm``.
+    the result is False (stage 1 alone). Where the input's voxel size is unknown, its Z/XY ratio as
+    estimated from the image stands in (``_estimate_suits``). ``match`` false, or an unknown
+    training voxel size, keep ``use_scm``.
     """
     wanted = as_bool(use_scm, "use_scm")
-    known = _known(image_file, voxel_size, trained_voxel_size, match) if wanted else None
+    if not wanted:
+        return False
+    known = _known(image_file, voxel_size, trained_voxel_size, match)
     if known is None:
-        return wanted
+        return _estimate_suits(image_file, voxel_size, trained_voxel_size, match, window)
     z_in, z_trained = known[0][0], known[1][0]
     if z_in < SCM_MAX_Z_RATIO * z_trained:
         return True
@@ -160,5 +164,33 @@ def scm_suits(
         int(window),
         z_in * int(window),
         z_trained * int(window),
+    )
+    return False
+
+
+def _estimate_suits(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any, window: int) -> bool:
+    """False (with a warning) when an input of unknown voxel size is clearly thicker-sectioned than
+    the training stack, by its image's Z/XY estimate (``io.anisotropy``); True otherwise."""
+    from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, image_anisotropy
+
+    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or not _unset(voxel_size):
+        return True
+    if image_file is None or input_voxel_nm(image_file) is not None:
+        return True
+    estimate = image_anisotropy(image_file)
+    trained = parse_voxel_size(trained_voxel_size)
+    trained_ratio = trained[0] / (0.5 * (trained[1] + trained[2]))
+    if estimate is None or estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained_ratio:
+        return True
+    logger.warning(
+        "%s records no voxel size, and its neighbouring slices differ as much as pixels %.1f apart within a slice: "
+        "sections about %.1fx the training stack's (Z/XY %.3g), where the SCM's %d slices would span depths it "
+        "never saw: segmenting with stage 1 alone (--voxel-size Z,Y,X sets the size; --no-voxel-match runs the "
+        "SCM anyway)",
+        Path(str(image_file)).name,
+        estimate,
+        estimate / trained_ratio,
+        trained_ratio,
+        int(window),
     )
     return False

@@ -3,8 +3,10 @@
 A stack's voxel size is (z, y, x) in nm. It comes from ``--voxel-size Z,Y,X`` (or the configs'
 ``voxel_size``), else from the file: ImageJ TIFF (resolution tags, ``spacing`` and ``unit``),
 OME-TIFF (``PhysicalSize*`` of the first image), NIfTI (header zooms and units) or OME-Zarr
-(level 0's ``scale`` transformation with the axes' units). Where none is known the pipeline
-assumes isotropic voxels (Z/XY ratio 1, as EPFL's FIB-SEM) and says so once.
+(level 0's ``scale`` transformation with the axes' units). Where none is known the Z/XY ratio is
+estimated from the image (``io.anisotropy``): a clearly anisotropic stack (sections at least 2.5x
+as thick as the pixels) is treated as the image shows it, anything else as isotropic (Z/XY 1, as
+EPFL's FIB-SEM); a warning says which.
 
 The ratio ``anisotropy = z / mean(y, x)`` scales MPP's Z steps (``transforms.mpp``) and the SCM
 window (``scm_window_for``); the XY size picks the training resolution (``downsample_for``).
@@ -148,11 +150,14 @@ def voxel_size_nm(path: str | Path) -> tuple[float, float, float] | None:
 class VoxelSize:
     """The voxel size a run works with: ``nm`` (z, y, x) or None, and where it came from.
 
-    ``source`` is ``"given"`` (option or config), ``"file"`` or ``"unknown"``.
+    ``source`` is ``"given"`` (option or config), ``"file"``, ``"image"`` (no size known, but the
+    image is clearly anisotropic: ``estimate`` is its Z/XY ratio) or ``"unknown"`` (isotropic
+    assumed; ``estimate`` is None or below ``anisotropy.CLEARLY_ANISOTROPIC``).
     """
 
     nm: tuple[float, float, float] | None
     source: str
+    estimate: float | None = None
 
     @property
     def xy_nm(self) -> float | None:
@@ -161,41 +166,62 @@ class VoxelSize:
 
     @property
     def anisotropy(self) -> float:
-        """Z spacing over XY pixel size; 1.0 (isotropic) when unknown."""
+        """Z spacing over XY pixel size; the image's estimate where only that is known; else 1.0."""
         if self.nm is None:
-            return 1.0
+            return float(self.estimate) if self.source == "image" else 1.0
         return float(self.nm[0] / self.xy_nm)
 
     def describe(self) -> str:
+        if self.source == "image":
+            return f"voxel size unknown, Z/XY = {self.anisotropy:.1f} as estimated from the image"
         if self.nm is None:
             return "voxel size unknown (assumed isotropic, Z/XY = 1)"
         z, y, x = self.nm
         return f"voxel {z:g} x {y:g} x {x:g} nm (Z, Y, X; {self.source}), Z/XY = {self.anisotropy:.2f}"
 
     def as_record(self) -> dict:
-        return {
-            "voxel_size_nm": list(self.nm) if self.nm else None,
-            "source": self.source,
-            "anisotropy": self.anisotropy,
-        }
+        record = {"voxel_size_nm": list(self.nm) if self.nm else None, "source": self.source}
+        record["anisotropy"] = self.anisotropy
+        if self.estimate is not None:
+            record["estimated_anisotropy"] = round(float(self.estimate), 2)
+        return record
 
 
 def resolve_voxel_size(image_file: str | Path | None, given: str | tuple | list | None = None) -> VoxelSize:
     """The voxel size to use for ``image_file``: ``given`` ("Z,Y,X" nm) if set, else the file's.
 
-    Logs once, as a warning, when neither is known and isotropic voxels are assumed.
+    When neither is known, the Z/XY ratio estimated from the image (``io.anisotropy``) is used if it
+    shows clearly anisotropic voxels, else isotropic voxels are assumed; a warning says which.
     """
     if given not in (None, "", "null"):
         return VoxelSize(parse_voxel_size(given), "given")
     size = voxel_size_nm(image_file) if image_file is not None and Path(image_file).exists() else None
-    if size is None:
+    if size is not None:
+        return VoxelSize(size, "file")
+    from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, image_anisotropy
+
+    name = Path(image_file).name if image_file is not None else "the stack"
+    estimate = image_anisotropy(image_file) if image_file is not None else None
+    if estimate is not None and estimate >= CLEARLY_ANISOTROPIC:
+        estimate = round(estimate, 1)
         logger.warning(
-            "%s records no voxel size: assuming isotropic voxels (Z/XY = 1, as 5 nm FIB-SEM); for serial sections "
-            "pass --voxel-size Z,Y,X in nm (e.g. 45,5,5)",
-            Path(image_file).name if image_file is not None else "the stack",
+            "%s records no voxel size, and its neighbouring slices differ as much as pixels %.1f apart within a "
+            "slice: treating its sections as %.1fx as thick as its pixels (Z/XY = %.1f); pass --voxel-size Z,Y,X "
+            "in nm (e.g. 45,5,5) to set it",
+            name,
+            estimate,
+            estimate,
+            estimate,
         )
-        return VoxelSize(None, "unknown")
-    return VoxelSize(size, "file")
+        return VoxelSize(None, "image", estimate)
+    agrees = "" if estimate is None else f" (the image agrees: Z/XY about {estimate:.1f})"
+    logger.warning(
+        "%s records no voxel size: assuming isotropic voxels (Z/XY = 1, as 5 nm FIB-SEM)%s; for serial sections "
+        "pass --voxel-size Z,Y,X in nm (e.g. 45,5,5)",
+        name,
+        agrees,
+    )
+    return VoxelSize(None, "unknown", estimate)
 
 
 def anisotropy_of(image_file: str | Path | None, given: str | tuple | list | None = None) -> float:

@@ -349,13 +349,14 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
 
 
 def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
-    """SCM window and training resolution from a known voxel size, where not given (nor fine-tuning)."""
-    if voxels.nm is None or own_recipe:
+    """SCM window (from a known or image-estimated Z/XY) and training resolution (from a known XY
+    size), where not given (nor fine-tuning)."""
+    if own_recipe or (voxels.nm is None and voxels.source != "image"):
         return {}
     chosen = {}
     if "scm_window" not in shared:
         chosen["scm_window"] = scm_window_for(voxels.anisotropy)
-    if "downsample" not in shared:
+    if "downsample" not in shared and voxels.xy_nm is not None:
         chosen["downsample"] = downsample_for(voxels.xy_nm)
     if chosen:
         logger.info("from the voxel size: %s", ", ".join(f"{k} {v:g}" for k, v in chosen.items()))

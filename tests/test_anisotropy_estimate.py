@@ -1,0 +1,102 @@
+"""The Z/XY ratio read from the image where the file records no voxel size (io.anisotropy)."""
+
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+
+from emseg_monai.inference.voxel_match import scm_suits
+from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, estimate_anisotropy, image_anisotropy
+from emseg_monai.io.voxels import VoxelSize, resolve_voxel_size
+from emseg_monai.training.pipeline import _voxel_defaults
+
+
+@pytest.fixture(scope="module")
+def field():
+    """An isotropic random texture (Z, Y, X) = (72, 64, 64), float64."""
+    return gaussian_filter(np.random.default_rng(0).normal(size=(72, 64, 64)), 3.0)
+
+
+def as_uint8(volume):
+    low, high = volume.min(), volume.max()
+    return np.round(255 * (volume - low) / (high - low)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 6])
+def test_every_kth_slice_of_an_isotropic_texture_reads_as_k(field, k):
+    assert estimate_anisotropy(field[::k]) == pytest.approx(k, rel=0.25, abs=0.2)
+
+
+def test_brightness_and_contrast_changes_between_sections_do_not_count(field):
+    thick = field[::4].copy()
+    plain = estimate_anisotropy(thick)
+    thick *= np.linspace(0.5, 2.0, len(thick))[:, None, None]  # contrast drifts from section to section
+    thick += np.linspace(-3, 3, len(thick))[:, None, None]  # and brightness
+    assert estimate_anisotropy(thick) == pytest.approx(plain, rel=1e-6)
+
+
+def test_stacks_that_cannot_tell_give_none_and_fine_sections_give_one(field):
+    assert estimate_anisotropy(field[:1]) is None  # one slice
+    assert estimate_anisotropy(field[:, :12, :12]) is None  # slices too small to compare distances
+    assert estimate_anisotropy(np.zeros((5, 64, 64))) is None  # flat
+    smooth_z = gaussian_filter(field, (6, 0, 0))  # neighbouring slices nearly equal: Z finer than XY
+    assert estimate_anisotropy(smooth_z) == 1.0
+    noise = np.random.default_rng(1).normal(size=(4, 64, 64))  # nothing correlates: capped at the largest lag
+    assert estimate_anisotropy(noise) <= 16.0
+
+
+def test_a_tiff_without_voxel_size_uses_the_estimate_when_clearly_anisotropic(field, tmp_path, caplog):
+    thick, thin = tmp_path / "thick.tif", tmp_path / "thin.tif"
+    tifffile.imwrite(thick, as_uint8(field[::6]), photometric="minisblack")
+    tifffile.imwrite(thin, as_uint8(field), photometric="minisblack")
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.io.voxels"):
+        voxels = resolve_voxel_size(thick)
+    assert voxels.source == "image" and voxels.nm is None and voxels.xy_nm is None
+    assert voxels.anisotropy == voxels.estimate and 4.5 <= voxels.anisotropy <= 7.5
+    assert "Z/XY = " in voxels.describe() and "estimated from the image" in voxels.describe()
+    message = caplog.records[-1].getMessage()
+    assert "thick.tif records no voxel size" in message and "--voxel-size" in message
+    assert voxels.as_record()["estimated_anisotropy"] == pytest.approx(voxels.estimate)
+    isotropic = resolve_voxel_size(thin)
+    assert isotropic.source == "unknown" and isotropic.anisotropy == 1.0 and isotropic.estimate < CLEARLY_ANISOTROPIC
+    assert "the image agrees" in caplog.records[-1].getMessage()
+    # a given size, or one the file records, wins over the image
+    assert resolve_voxel_size(thick, "5,5,5").anisotropy == 1.0
+    recorded = tmp_path / "recorded.tif"
+    tifffile.imwrite(
+        recorded, as_uint8(field[::6]), imagej=True, resolution=(0.2, 0.2), metadata={"spacing": 5.0, "unit": "nm"}
+    )
+    assert resolve_voxel_size(recorded).source == "file" and resolve_voxel_size(recorded).anisotropy == 1.0
+
+
+def test_the_estimate_picks_the_scm_window_but_not_the_resolution():
+    assert _voxel_defaults(VoxelSize(None, "image", 8.0), {}, own_recipe=False) == {"scm_window": 3}
+    assert _voxel_defaults(VoxelSize(None, "image", 8.0), {"scm_window": 5}, own_recipe=False) == {}
+    assert _voxel_defaults(VoxelSize(None, "unknown", 1.4), {}, own_recipe=False) == {}
+    assert _voxel_defaults(VoxelSize(None, "image", 8.0), {}, own_recipe=True) == {}
+
+
+def test_segmenting_a_thick_stack_of_unknown_voxel_size_skips_the_scm(field, tmp_path, caplog):
+    thick, thin = tmp_path / "thick.tif", tmp_path / "thin.tif"
+    tifffile.imwrite(thick, as_uint8(field[::6]), photometric="minisblack")
+    tifffile.imwrite(thin, as_uint8(field), photometric="minisblack")
+    trained = [5.0, 5.0, 5.0]
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        assert scm_suits(True, thick, None, trained, True, 15) is False
+    message = caplog.records[-1].getMessage()
+    assert "thick.tif records no voxel size" in message and "stage 1 alone" in message and "--no-voxel-match" in message
+    assert scm_suits(True, thin, None, trained, True, 15) is True  # looks isotropic, as the training stack
+    assert scm_suits(True, thick, "5,5,5", trained, True, 15) is True  # a given size wins
+    assert scm_suits(True, thick, None, trained, False, 15) is True  # --no-voxel-match
+    assert scm_suits(True, thick, None, None, True, 15) is True  # training voxel size unknown: nothing to compare
+    assert scm_suits(True, thick, None, [40.0, 5.0, 5.0], True, 3) is True  # weights trained on thick sections
+    assert scm_suits(False, thin, None, trained, True, 15) is False
+
+
+def test_unreadable_or_missing_files_give_no_estimate(tmp_path):
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff")
+    assert image_anisotropy(broken) is None
+    assert image_anisotropy(tmp_path / "missing.tif") is None
