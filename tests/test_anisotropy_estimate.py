@@ -100,3 +100,13 @@ def test_unreadable_or_missing_files_give_no_estimate(tmp_path):
     broken.write_bytes(b"not a tiff")
     assert image_anisotropy(broken) is None
     assert image_anisotropy(tmp_path / "missing.tif") is None
+
+
+def test_a_zarr_store_without_scale_is_estimated_too(field, tmp_path):
+    import zarr
+
+    store = tmp_path / "thick.zarr"
+    array = zarr.create_array(str(store), shape=field[::6].shape, chunks=(4, 32, 32), dtype="uint8")
+    array[:] = as_uint8(field[::6])
+    assert 4.5 <= image_anisotropy(store) <= 7.5
+    assert resolve_voxel_size(store).source == "image"

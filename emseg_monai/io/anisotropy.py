@@ -107,9 +107,7 @@ def image_anisotropy(path: str | Path) -> float | None:
         stat = path.stat()
     except OSError:
         return None
-    if path.is_dir():  # a Zarr store: its arrays live in files inside
-        return _estimate_file(str(path.resolve()), 0, 0)
-    return _estimate_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _estimate_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size)  # a Zarr folder: its own times
 
 
 @functools.lru_cache(maxsize=32)

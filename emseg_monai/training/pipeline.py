@@ -359,7 +359,8 @@ def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool)
     if "downsample" not in shared and voxels.xy_nm is not None:
         chosen["downsample"] = downsample_for(voxels.xy_nm)
     if chosen:
-        logger.info("from the voxel size: %s", ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+        origin = "the image's Z/XY estimate" if voxels.nm is None else "the voxel size"
+        logger.info("from %s: %s", origin, ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
     return chosen
 
 
