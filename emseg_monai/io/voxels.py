@@ -205,11 +205,10 @@ def resolve_voxel_size(image_file: str | Path | None, given: str | tuple | list 
     if estimate is not None and estimate >= CLEARLY_ANISOTROPIC:
         estimate = round(estimate, 1)
         logger.warning(
-            "%s records no voxel size, and its neighbouring slices differ as much as pixels %.1f apart within a "
-            "slice: treating its sections as %.1fx as thick as its pixels (Z/XY = %.1f); pass --voxel-size Z,Y,X "
-            "in nm (e.g. 45,5,5) to set it",
+            "%s records no voxel size; its neighbouring slices differ as much as pixels %.1f apart within a slice, "
+            "so its sections are taken as that many times as thick as its pixels (Z/XY = %.1f); pass --voxel-size "
+            "Z,Y,X in nm (e.g. 45,5,5) to set it",
             name,
-            estimate,
             estimate,
             estimate,
         )
