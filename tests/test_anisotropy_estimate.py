@@ -110,3 +110,12 @@ def test_a_zarr_store_without_scale_is_estimated_too(field, tmp_path):
     array[:] = as_uint8(field[::6])
     assert 4.5 <= image_anisotropy(store) <= 7.5
     assert resolve_voxel_size(store).source == "image"
+
+
+def test_the_run_readme_tells_the_estimate_it_used():
+    from emseg_monai.training.bundle import _decision_text
+
+    estimated = {"voxels": {"voxel_size_nm": None, "source": "image", "anisotropy": 8.0, "estimated_anisotropy": 7.96}}
+    assert "Z/XY ratio 8.0 as estimated from the image" in _decision_text(estimated, {"use_scm": False})
+    unknown = {"voxels": {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0, "estimated_anisotropy": 1.1}}
+    assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})

@@ -184,12 +184,15 @@ def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> s
     lines = ["### What the run decided"]
     if voxels:
         size = voxels.get("voxel_size_nm")
-        told = (
-            f"voxel size {' x '.join(f'{v:g}' for v in size)} nm (Z, Y, X; from {voxels.get('source')}), "
-            f"Z/XY ratio {voxels.get('anisotropy', 1.0):.2f}"
-            if size
-            else "voxel size unknown: isotropic voxels assumed (Z/XY ratio 1)"
-        )
+        if size:
+            told = (
+                f"voxel size {' x '.join(f'{v:g}' for v in size)} nm (Z, Y, X; from {voxels.get('source')}), "
+                f"Z/XY ratio {voxels.get('anisotropy', 1.0):.2f}"
+            )
+        elif voxels.get("source") == "image":
+            told = f"voxel size unknown: Z/XY ratio {voxels.get('anisotropy', 1.0):.1f} as estimated from the image"
+        else:
+            told = "voxel size unknown: isotropic voxels assumed (Z/XY ratio 1)"
         lines.append(f"- {told}; MPP's Z steps and the SCM window follow that ratio.")
     if check:
         lines.append(f"- MPP check: {check.get('reason')}.")
