@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emseg_monai.errors import InputError
-from emseg_monai.io.voxels import parse_voxel_size, voxel_size_nm
+from emseg_monai.io.voxels import VoxelSize, parse_voxel_size, voxel_size_nm
 from emseg_monai.options import as_bool, as_float
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def scm_suits(
         return False
     known = _known(image_file, voxel_size, trained_voxel_size, match)
     if known is None:
-        return _estimate_suits(image_file, voxel_size, trained_voxel_size, match, window)
+        return _estimate_suits(image_file, trained_voxel_size, match, window)
     z_in, z_trained = known[0][0], known[1][0]
     if z_in < SCM_MAX_Z_RATIO * z_trained:
         return True
@@ -168,18 +168,19 @@ def scm_suits(
     return False
 
 
-def _estimate_suits(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any, window: int) -> bool:
+def _estimate_suits(image_file: Any, trained_voxel_size: Any, match: Any, window: int) -> bool:
     """False (with a warning) when an input of unknown voxel size is clearly thicker-sectioned than
-    the training stack, by its image's Z/XY estimate (``io.anisotropy``); True otherwise."""
+    the training stack, by its image's Z/XY estimate (``io.anisotropy``); True otherwise.
+
+    Called where ``_known`` found no pair of sizes: with ``match`` on and the trained size set,
+    that means the input's size is neither given nor recorded.
+    """
     from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, image_anisotropy
 
-    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or not _unset(voxel_size):
-        return True
-    if image_file is None or input_voxel_nm(image_file) is not None:
+    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or image_file is None:
         return True
     estimate = image_anisotropy(image_file)
-    trained = parse_voxel_size(trained_voxel_size)
-    trained_ratio = trained[0] / (0.5 * (trained[1] + trained[2]))
+    trained_ratio = VoxelSize(parse_voxel_size(trained_voxel_size), "given").anisotropy
     if estimate is None or estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained_ratio:
         return True
     logger.warning(

@@ -351,7 +351,7 @@ def validation_scores(run: Path, label_file: str | Path, labeled_slices: str, va
 def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool) -> dict[str, Any]:
     """SCM window (from a known or image-estimated Z/XY) and training resolution (from a known XY
     size), where not given (nor fine-tuning)."""
-    if own_recipe or (voxels.nm is None and voxels.source != "image"):
+    if own_recipe or voxels.source == "unknown":
         return {}
     chosen = {}
     if "scm_window" not in shared:
