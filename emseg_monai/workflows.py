@@ -135,3 +135,23 @@ def load_bundle_networks(
     stage1 = parser.get_parsed_content("network").eval()
     scm = parser.get_parsed_content("scm_network")
     return stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root
+
+
+def thick_for_scm(volume: Any, bundle: str | Path | None = None) -> str | None:
+    """Why a bundle's SCM should not run on ``volume``, a stack of unknown voxel size; None where it suits.
+
+    ``volume`` is a (Z, Y, X) array (numpy, Zarr, Dask: only a few central crops are read) with no
+    voxel size known, as a napari layer at the default scale. Its Z/XY ratio as the image shows it
+    (``io.anisotropy``) is compared with the bundle's ``trained_voxel_size`` as for a file
+    (``voxel_match.thicker_than_trained``); the text names the estimate (``voxel_match.thick_reason``).
+    """
+    from monai.bundle import ConfigParser
+
+    from emseg_monai.inference.voxel_match import thick_reason, thicker_than_trained
+    from emseg_monai.io.anisotropy import estimate_anisotropy
+
+    parser = ConfigParser()
+    parser.read_config(config_path("inference.yaml", resolve_bundle(bundle)))
+    estimate = estimate_anisotropy(volume)
+    thicker = thicker_than_trained(estimate, parser["trained_voxel_size"])
+    return None if thicker is None else thick_reason(estimate, thicker, int(parser["scm_window"]))

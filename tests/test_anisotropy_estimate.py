@@ -7,10 +7,12 @@ import pytest
 import tifffile
 from scipy.ndimage import gaussian_filter
 
+from emseg_monai.errors import InputError
 from emseg_monai.inference.voxel_match import scm_suits
 from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, estimate_anisotropy, image_anisotropy
 from emseg_monai.io.voxels import VoxelSize, resolve_voxel_size
 from emseg_monai.training.pipeline import _voxel_defaults
+from emseg_monai.workflows import thick_for_scm
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,18 @@ def test_segmenting_a_thick_stack_of_unknown_voxel_size_skips_the_scm(field, tmp
     assert scm_suits(True, thick, None, None, True, 15) is True  # training voxel size unknown: nothing to compare
     assert scm_suits(True, thick, None, [40.0, 5.0, 5.0], True, 3) is True  # weights trained on thick sections
     assert scm_suits(False, thin, None, trained, True, 15) is False
+
+
+def test_an_array_of_unknown_voxel_size_is_checked_against_the_bundle(field, tmp_path):
+    """The napari widget's path: no file, only the layer's data and a bundle."""
+    reason = thick_for_scm(as_uint8(field[::6]))  # the shipped bundle: 5 nm isotropic, window 15
+    assert reason is not None and "sections about" in reason and "15 slices" in reason
+    estimate = float(reason.split("pixels ")[1].split(" apart")[0])
+    assert 4.5 <= estimate <= 7.5
+    assert thick_for_scm(as_uint8(field)) is None  # looks isotropic, as the training stack
+    assert thick_for_scm(np.zeros((6, 64, 64), np.uint8)) is None  # flat: the image cannot tell
+    with pytest.raises(InputError, match="nowhere"):
+        thick_for_scm(as_uint8(field[::6]), tmp_path / "nowhere")
 
 
 def test_unreadable_or_missing_files_give_no_estimate(tmp_path):

@@ -67,6 +67,30 @@ def test_segment_widget_runs_the_networks_at_their_trained_pixel_size(make_napar
     assert widget._networks(plain)[1].stage1_downsample == 2.0
 
 
+def test_segment_widget_skips_the_scm_on_a_thick_looking_layer_of_unknown_scale(make_napari_viewer, qtbot):
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(np.random.default_rng(0).normal(size=(72, 64, 64)), 3.0)[::6]  # sections 6x the pixels
+    image = np.round(255 * (field - field.min()) / np.ptp(field)).astype(np.uint8)
+    viewer = make_napari_viewer()
+    widget = _segment.SegmentWidget(viewer)  # the shipped weights: 5 nm isotropic
+    plain = viewer.add_image(image, name="em")  # napari's default scale: voxel size unknown
+    (_, scm), settings, note = widget._networks(plain)
+    assert scm is None and not settings.use_scm and note.startswith(" (stage 1 alone: its neighbouring slices")
+    assert "set the layer's scale in nm" in note
+    given = viewer.add_image(image, name="em5", scale=(5, 5, 5))  # a scale in nm wins over the image
+    (_, scm), settings, note = widget._networks(given)
+    assert scm is not None and settings.use_scm and note == ""
+    widget.use_scm.setChecked(False)  # not asked for: nothing to say
+    assert widget._networks(plain)[2] == ""
+    widget.use_scm.setChecked(True)
+    widget.image.setCurrentText("em")
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.progress.busy, timeout=WAIT_MS)
+    status = widget.progress.status.text()
+    assert status.startswith("done: em mitochondria") and "stage 1 alone" in status
+
+
 def test_segment_cancel_adds_nothing(make_napari_viewer, qtbot, tiny_run):
     viewer = make_napari_viewer()
     viewer.add_image(make_synthetic_stack((96, 64, 64), seed=1)[0], name="em")

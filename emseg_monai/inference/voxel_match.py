@@ -175,23 +175,44 @@ def _estimate_suits(image_file: Any, trained_voxel_size: Any, match: Any, window
     Called where ``_known`` found no pair of sizes: with ``match`` on and the trained size set,
     that means the input's size is neither given nor recorded.
     """
-    from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, image_anisotropy
+    from emseg_monai.io.anisotropy import image_anisotropy
 
     if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or image_file is None:
         return True
     estimate = image_anisotropy(image_file)
-    trained_ratio = VoxelSize(parse_voxel_size(trained_voxel_size), "given").anisotropy
-    if estimate is None or estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained_ratio:
+    thicker = thicker_than_trained(estimate, trained_voxel_size)
+    if thicker is None:
         return True
     logger.warning(
-        "%s records no voxel size, and its neighbouring slices differ as much as pixels %.1f apart within a slice: "
-        "sections about %.1fx the training stack's (Z/XY %.3g), where the SCM's %d slices would span depths it "
-        "never saw: segmenting with stage 1 alone (--voxel-size Z,Y,X sets the size; --no-voxel-match runs the "
-        "SCM anyway)",
+        "%s records no voxel size, and %s: segmenting with stage 1 alone (--voxel-size Z,Y,X sets the size; "
+        "--no-voxel-match runs the SCM anyway)",
         Path(str(image_file)).name,
-        estimate,
-        estimate / trained_ratio,
-        trained_ratio,
-        int(window),
+        thick_reason(estimate, thicker, int(window)),
     )
     return False
+
+
+def thicker_than_trained(estimate: float | None, trained_voxel_size: Any) -> float | None:
+    """How many times the training stack's sections the input's look, when that is too thick for the SCM.
+
+    ``estimate`` is the input's Z/XY ratio as its image shows it (``io.anisotropy``; None: cannot
+    tell). Returns ``estimate / trained Z/XY`` where the estimate is clearly anisotropic
+    (``CLEARLY_ANISOTROPIC``) and at least ``SCM_MAX_Z_RATIO`` times the trained ratio, else None
+    (the SCM suits, or nothing can be said: no estimate, training voxel size unknown).
+    """
+    from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC
+
+    if estimate is None or _unset(trained_voxel_size):
+        return None
+    trained_ratio = VoxelSize(parse_voxel_size(trained_voxel_size), "given").anisotropy
+    if estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained_ratio:
+        return None
+    return float(estimate / trained_ratio)
+
+
+def thick_reason(estimate: float, thicker: float, window: int) -> str:
+    """The why of a stage-1-alone decision from the image's estimate, for warnings and status lines."""
+    return (
+        f"its neighbouring slices differ as much as pixels {estimate:.1f} apart within a slice: sections about "
+        f"{thicker:.1f}x the training stack's, where the SCM's {window} slices would span depths it never saw"
+    )

@@ -96,22 +96,28 @@ class SegmentWidget(QWidget):
         try:
             layer = self.image.layer()
             data = stack_of(layer)
-            networks, settings = self._networks(layer)
+            networks, settings, note = self._networks(layer)
         except Exception as exc:
             return self._fail(exc)
         chunks = -(-data.shape[0] // CHUNK)
         worker = thread_worker(segment_steps)(data, networks, settings)
-        worker.returned.connect(lambda result: self._add(layer, result))
+        worker.returned.connect(lambda result: self._add(layer, result, note))
         worker.errored.connect(self._fail)
         worker.aborted.connect(lambda: self.progress.status.setText("cancelled: nothing added"))
-        self.progress.start(worker, chunks * (2 if networks[1] is not None else 1), f"segmenting {layer.name} ...")
+        steps = chunks * (2 if networks[1] is not None else 1)
+        self.progress.start(worker, steps, f"segmenting {layer.name} ...{note}")
         return worker
 
-    def _networks(self, layer: Any) -> tuple[tuple[Any, Any], Any]:
-        """The bundle's networks and settings; a layer scale in nm other than napari's default of 1 is the
-        voxel size, matched to the trained one (``inference.voxel_match``)."""
+    def _networks(self, layer: Any) -> tuple[tuple[Any, Any], Any, str]:
+        """The bundle's networks, settings and a note for the status line.
+
+        A layer scale in nm other than napari's default of 1 is the voxel size, matched to the trained
+        one (``inference.voxel_match``). At the default scale the voxel size is unknown: where the
+        layer's image reads as sections clearly thicker than the training stack's
+        (``workflows.thick_for_scm``), stage 1 runs alone and the note says why.
+        """
         from emseg_monai.networks import default_device
-        from emseg_monai.workflows import load_bundle_networks
+        from emseg_monai.workflows import load_bundle_networks, thick_for_scm
 
         device = default_device()
         folder = self.models.text().strip() or None
@@ -119,17 +125,22 @@ class SegmentWidget(QWidget):
         voxels = {}
         if len(scale) == 3 and scale != (1.0, 1.0, 1.0):
             voxels = {"match_voxel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
-        use_scm = self.use_scm.isChecked()
+        use_scm, note = self.use_scm.isChecked(), ""
+        if use_scm and not voxels:
+            reason = thick_for_scm(stack_of(layer), folder)
+            if reason is not None:
+                use_scm = False
+                note = f" (stage 1 alone: {reason}; set the layer's scale in nm to decide by voxel size)"
         stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=use_scm, **voxels)
-        return (stage1, scm), settings
+        return (stage1, scm), settings, note
 
-    def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray]) -> None:
+    def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray], note: str = "") -> None:
         mask, probs = result
         place = {"scale": layer.scale, "translate": layer.translate}
         self.result = self.viewer.add_labels(mask, name=f"{layer.name} mitochondria", opacity=0.5, **place)
         if self.keep_stage1.isChecked():
             self.viewer.add_image(probs, name=f"{layer.name} stage-1 probability", colormap="magma", **place)
-        self.progress.status.setText(f"done: {layer.name} mitochondria ({100 * mask.mean():.1f}% of voxels)")
+        self.progress.status.setText(f"done: {layer.name} mitochondria ({100 * mask.mean():.1f}% of voxels){note}")
 
     def _fail(self, exc: BaseException) -> None:
         show_error(self.progress.fail(exc))
