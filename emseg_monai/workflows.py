@@ -145,13 +145,19 @@ def thick_for_scm(volume: Any, bundle: str | Path | None = None) -> str | None:
     (``io.anisotropy``) is compared with the bundle's ``trained_voxel_size`` as for a file
     (``voxel_match.thicker_than_trained``); the text names the estimate (``voxel_match.thick_reason``).
     """
-    from monai.bundle import ConfigParser
-
     from emseg_monai.inference.voxel_match import thick_reason, thicker_than_trained
     from emseg_monai.io.anisotropy import estimate_anisotropy
 
+    config = inference_config(bundle)
+    estimate = estimate_anisotropy(volume)
+    thicker = thicker_than_trained(estimate, config["trained_voxel_size"])
+    return None if thicker is None else thick_reason(estimate, thicker, int(config["scm_window"]))
+
+
+def inference_config(bundle: str | Path | None = None) -> Any:
+    """A bundle's ``inference.yaml``, read but not parsed: ``config["use_scm"]`` is the raw value."""
+    from monai.bundle import ConfigParser
+
     parser = ConfigParser()
     parser.read_config(config_path("inference.yaml", resolve_bundle(bundle)))
-    estimate = estimate_anisotropy(volume)
-    thicker = thicker_than_trained(estimate, parser["trained_voxel_size"])
-    return None if thicker is None else thick_reason(estimate, thicker, int(parser["scm_window"]))
+    return parser

@@ -91,6 +91,24 @@ def test_segment_widget_skips_the_scm_on_a_thick_looking_layer_of_unknown_scale(
     assert status.startswith("done: em mitochondria") and "stage 1 alone" in status
 
 
+def test_segment_widget_follows_the_runs_own_scm_decision(make_napari_viewer, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "configs" / "inference.yaml"
+    text = config.read_text()
+    assert "\nuse_scm: true " in text
+    config.write_text(text.replace("\nuse_scm: true ", "\nuse_scm: false ", 1))  # as a run whose check kept stage 1
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(make_synthetic_stack((8, 32, 32), seed=1)[0], name="em")
+    widget = _segment.SegmentWidget(viewer)
+    widget.models.setText(str(run))
+    (_, scm), settings, note = widget._networks(layer)
+    assert scm is None and not settings.use_scm and "as the weights' bundle says: use_scm false" in note
+    widget.models.setText(str(tiny_run))  # the same run with use_scm true: the SCM runs
+    (_, scm), settings, note = widget._networks(layer)
+    assert scm is not None and settings.use_scm and note == ""
+
+
 def test_segment_cancel_adds_nothing(make_napari_viewer, qtbot, tiny_run):
     viewer = make_napari_viewer()
     viewer.add_image(make_synthetic_stack((96, 64, 64), seed=1)[0], name="em")

@@ -67,6 +67,9 @@ class SegmentWidget(QWidget):
         row.addWidget(browse)
         self.keep_stage1 = QCheckBox("also add the stage-1 probabilities")
         self.use_scm = QCheckBox("run the SCM (second stage)")
+        self.use_scm.setToolTip(
+            "ticked: where the weights' run chose it (use_scm) and the layer's sections suit it; unticked: stage 1 only"
+        )
         self.use_scm.setChecked(True)
         self.run_button = QPushButton("Segment")
         self.run_button.clicked.connect(self.run)
@@ -111,13 +114,16 @@ class SegmentWidget(QWidget):
     def _networks(self, layer: Any) -> tuple[tuple[Any, Any], Any, str]:
         """The bundle's networks, settings and a note for the status line.
 
-        A layer scale in nm other than napari's default of 1 is the voxel size, matched to the trained
-        one (``inference.voxel_match``). At the default scale the voxel size is unknown: where the
-        layer's image reads as sections clearly thicker than the training stack's
-        (``workflows.thick_for_scm``), stage 1 runs alone and the note says why.
+        "run the SCM" ticked follows the bundle's own ``use_scm`` (a training run whose MPP check kept
+        stage 1 says false), as ``emseg segment`` does. A layer scale in nm other than napari's default
+        of 1 is the voxel size, matched to the trained one (``inference.voxel_match``). At the default
+        scale the voxel size is unknown: where the layer's image reads as sections clearly thicker than
+        the training stack's (``workflows.thick_for_scm``), stage 1 runs alone. The note says why
+        stage 1 ran alone where the SCM was ticked.
         """
         from emseg_monai.networks import default_device
-        from emseg_monai.workflows import load_bundle_networks, thick_for_scm
+        from emseg_monai.options import as_bool
+        from emseg_monai.workflows import inference_config, load_bundle_networks, thick_for_scm
 
         device = default_device()
         folder = self.models.text().strip() or None
@@ -125,13 +131,19 @@ class SegmentWidget(QWidget):
         voxels = {}
         if len(scale) == 3 and scale != (1.0, 1.0, 1.0):
             voxels = {"match_voxel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
-        use_scm, note = self.use_scm.isChecked(), ""
-        if use_scm and not voxels:
+        overrides, note = dict(voxels), ""
+        if not self.use_scm.isChecked():
+            overrides["use_scm"] = False
+        elif not as_bool(inference_config(folder)["use_scm"], "use_scm"):
+            note = " (stage 1 alone, as the weights' bundle says: use_scm false, its training run's choice)"
+        elif not voxels:
             reason = thick_for_scm(stack_of(layer), folder)
             if reason is not None:
-                use_scm = False
+                overrides["use_scm"] = False
                 note = f" (stage 1 alone: {reason}; set the layer's scale in nm to decide by voxel size)"
-        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, use_scm=use_scm, **voxels)
+        stage1, scm, settings, _ = load_bundle_networks(folder, device=device, **overrides)
+        if scm is None and self.use_scm.isChecked() and not note:  # voxel_match's warning has the figures
+            note = " (stage 1 alone: the layer's sections are at least twice as thick as the training stack's)"
         return (stage1, scm), settings, note
 
     def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray], note: str = "") -> None:
