@@ -37,12 +37,26 @@ from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import load_bundle_networks
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="bundle folders (training runs)")
+def runs_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments of a script that scores bundle folders on one stack: runs, --image, --truth, --score."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("runs", nargs="+", help="bundle folders (bundle/ or training runs)")
     parser.add_argument("--image", required=True, help="(Z, Y, X) image stack")
     parser.add_argument("--truth", required=True, help="ground-truth mask stack of the same shape")
     parser.add_argument("--score", required=True, help="slices to score: a spec, or rest-of:SPEC")
+    return parser
+
+
+def read_scored(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, truth, scored slice indices) of ``runs_parser``'s arguments; exits if the shapes differ."""
+    image, truth = read_stack(args.image), read_mask(args.truth)
+    if image.shape != truth.shape:
+        raise SystemExit(f"image {image.shape} and truth {truth.shape} differ in shape")
+    return image, truth, scored_slices(args.score, image.shape[0])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--backend", default="onnx", help="onnx (default) or torch")
     return parser.parse_args()
 
@@ -56,10 +70,7 @@ def scored_slices(spec: str, n: int) -> np.ndarray:
 
 def main() -> None:
     args = parse_args()
-    image, truth = read_stack(args.image), read_mask(args.truth)
-    if image.shape != truth.shape:
-        raise SystemExit(f"image {image.shape} and truth {truth.shape} differ in shape")
-    scored = scored_slices(args.score, image.shape[0])
+    image, truth, scored = read_scored(args)
     rows, seconds = [], []
     sum1 = sum_final = 0.0  # running sums of the probabilities (not K float copies of the stack)
     first_scm = None

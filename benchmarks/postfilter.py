@@ -23,29 +23,18 @@ per run; not a test.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from ensemble import scored_slices  # benchmarks/ensemble.py: this script's folder is on sys.path
+from ensemble import read_scored, runs_parser  # benchmarks/ensemble.py: this script's folder is on sys.path
 from scipy import ndimage as ndi
 
 from emseg_monai.evaluation import dice_iou, markdown_table
 from emseg_monai.inference.inferer import StackInferer
 from emseg_monai.inference.stages import to_mask
-from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import load_bundle_networks
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="bundle folders (bundle/ or training runs)")
-    parser.add_argument("--image", required=True, help="(Z, Y, X) image stack")
-    parser.add_argument("--truth", required=True, help="ground-truth mask stack of the same shape")
-    parser.add_argument("--score", required=True, help="slices to score: a spec, or rest-of:SPEC")
-    return parser.parse_args()
 
 
 def filters() -> Iterator[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
@@ -60,11 +49,8 @@ def filters() -> Iterator[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
 
 
 def main() -> None:
-    args = parse_args()
-    image, truth = read_stack(args.image), read_mask(args.truth)
-    if image.shape != truth.shape:
-        raise SystemExit(f"image {image.shape} and truth {truth.shape} differ in shape")
-    scored = scored_slices(args.score, image.shape[0])
+    args = runs_parser(__doc__.splitlines()[0]).parse_args()
+    image, truth, scored = read_scored(args)
     for run in args.runs:
         stage1_net, scm_net, settings, _ = load_bundle_networks(Path(run), backend="onnx")
         start = time.perf_counter()

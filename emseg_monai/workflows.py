@@ -121,11 +121,8 @@ def load_bundle_networks(
     ``overrides`` set ``inference.yaml`` keys first (``backend="torch"``, ``use_scm=False`` ...);
     the networks are plain torch modules unless ``backend`` says otherwise.
     """
-    from monai.bundle import ConfigParser
-
     root = resolve_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(config_path("inference.yaml", root))
+    parser = inference_config(root)
     parser["bundle_root"] = str(root)
     parser["device"] = device
     parser["backend"] = overrides.pop("backend", "torch")
@@ -137,25 +134,26 @@ def load_bundle_networks(
     return stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root
 
 
-def thick_for_scm(volume: Any, bundle: str | Path | None = None) -> str | None:
+def thick_for_scm(volume: Any, config: Any) -> str | None:
     """Why a bundle's SCM should not run on ``volume``, a stack of unknown voxel size; None where it suits.
 
     ``volume`` is a (Z, Y, X) array (numpy, Zarr, Dask: only a few central crops are read) with no
-    voxel size known, as a napari layer at the default scale. Its Z/XY ratio as the image shows it
-    (``io.anisotropy``) is compared with the bundle's ``trained_voxel_size`` as for a file
-    (``voxel_match.thicker_than_trained``); the text names the estimate (``voxel_match.thick_reason``).
+    voxel size known, as a napari layer at the default scale; ``config`` the bundle's
+    ``inference_config``. The volume's Z/XY ratio as its image shows it (``io.anisotropy``) is
+    compared with the bundle's ``trained_voxel_size`` as for a file (``voxel_match.thicker_than_trained``);
+    the text names the estimate (``voxel_match.thick_reason``).
     """
     from emseg_monai.inference.voxel_match import thick_reason, thicker_than_trained
     from emseg_monai.io.anisotropy import estimate_anisotropy
 
-    config = inference_config(bundle)
     estimate = estimate_anisotropy(volume)
     thicker = thicker_than_trained(estimate, config["trained_voxel_size"])
     return None if thicker is None else thick_reason(estimate, thicker, int(config["scm_window"]))
 
 
 def inference_config(bundle: str | Path | None = None) -> Any:
-    """A bundle's ``inference.yaml``, read but not parsed: ``config["use_scm"]`` is the raw value."""
+    """A bundle's ``inference.yaml`` in a ``ConfigParser``, read but not parsed: ``config["use_scm"]`` is
+    the raw value (``load_bundle_networks`` sets its overrides on it, then parses)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()

@@ -12,7 +12,7 @@ from emseg_monai.inference.voxel_match import scm_suits
 from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, estimate_anisotropy, image_anisotropy
 from emseg_monai.io.voxels import VoxelSize, resolve_voxel_size
 from emseg_monai.training.pipeline import _voxel_defaults
-from emseg_monai.workflows import thick_for_scm
+from emseg_monai.workflows import inference_config, thick_for_scm
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +99,15 @@ def test_segmenting_a_thick_stack_of_unknown_voxel_size_skips_the_scm(field, tmp
 
 def test_an_array_of_unknown_voxel_size_is_checked_against_the_bundle(field, tmp_path):
     """The napari widget's path: no file, only the layer's data and a bundle."""
-    reason = thick_for_scm(as_uint8(field[::6]))  # the shipped bundle: 5 nm isotropic, window 15
+    shipped = inference_config()  # 5 nm isotropic, window 15
+    reason = thick_for_scm(as_uint8(field[::6]), shipped)
     assert reason is not None and "sections about" in reason and "15 slices" in reason
     estimate = float(reason.split("pixels ")[1].split(" apart")[0])
     assert 4.5 <= estimate <= 7.5
-    assert thick_for_scm(as_uint8(field)) is None  # looks isotropic, as the training stack
-    assert thick_for_scm(np.zeros((6, 64, 64), np.uint8)) is None  # flat: the image cannot tell
+    assert thick_for_scm(as_uint8(field), shipped) is None  # looks isotropic, as the training stack
+    assert thick_for_scm(np.zeros((6, 64, 64), np.uint8), shipped) is None  # flat: the image cannot tell
     with pytest.raises(InputError, match="nowhere"):
-        thick_for_scm(as_uint8(field[::6]), tmp_path / "nowhere")
+        inference_config(tmp_path / "nowhere")
 
 
 def test_unreadable_or_missing_files_give_no_estimate(tmp_path):

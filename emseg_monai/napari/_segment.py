@@ -131,13 +131,13 @@ class SegmentWidget(QWidget):
         voxels = {}
         if len(scale) == 3 and scale != (1.0, 1.0, 1.0):
             voxels = {"match_voxel_size": True, "voxel_size": ",".join(f"{v:g}" for v in scale)}
-        overrides, note = dict(voxels), ""
+        config, overrides, note = inference_config(folder), dict(voxels), ""
         if not self.use_scm.isChecked():
             overrides["use_scm"] = False
-        elif not as_bool(inference_config(folder)["use_scm"], "use_scm"):
+        elif not as_bool(config["use_scm"], "use_scm"):
             note = " (stage 1 alone, as the weights' bundle says: use_scm false, its training run's choice)"
         elif not voxels:
-            reason = thick_for_scm(stack_of(layer), folder)
+            reason = thick_for_scm(stack_of(layer), config)
             if reason is not None:
                 overrides["use_scm"] = False
                 note = f" (stage 1 alone: {reason}; set the layer's scale in nm to decide by voxel size)"
