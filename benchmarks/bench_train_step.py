@@ -1,13 +1,14 @@
 """Training-step speed of the stage-1 network under CPU speed settings (prints a table; not a test).
 
     python benchmarks/bench_train_step.py --crop 256 --batch 8 --steps 10
+    python benchmarks/bench_train_step.py --settings bf16 --features 32,32,64,128,256,32
 
 One training step is what ``train.yaml`` does per iteration: forward a batch of random crops
-(B, 1, crop, crop) through the 16..128-feature ``BasicUNet``, ``DiceCELoss`` (sigmoid) against a
-random binary label, backward, Adam step. Each setting runs ``--steps`` timed steps after 2 warm-up
-steps (``compile`` also pays its compilation in the warm-up, printed separately) and reports
-seconds per step and the loss after the timed steps, from the same seed, so settings that change the
-arithmetic show it.
+(B, 1, crop, crop) through the ``BasicUNet`` (``--features``; default: the shipped 16..128 widths),
+``DiceCELoss`` (sigmoid) against a random binary label, backward, Adam step. Each setting runs
+``--steps`` timed steps after 2 warm-up steps (``compile`` also pays its compilation in the
+warm-up, printed separately) and reports seconds per step and the loss after the timed steps, from
+the same seed, so settings that change the arithmetic show it.
 
 Settings: ``eager`` (float32), ``channels_last``, ``bf16`` (CPU autocast to bfloat16), ``compile``
 (``torch.compile``, needs a C++ compiler).
@@ -22,11 +23,15 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 
+SHIPPED = (16, 16, 32, 64, 128, 16)
 
-def run(setting: str, crop: int, batch: int, steps: int) -> tuple[float, float, float]:
+
+def run(
+    setting: str, crop: int, batch: int, steps: int, features: tuple[int, ...] = SHIPPED
+) -> tuple[float, float, float]:
     """(warm-up seconds, seconds per timed step, final loss) of ``setting``."""
     torch.manual_seed(0)
-    net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(16, 16, 32, 64, 128, 16))
+    net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=features)
     images = torch.rand((batch, 1, crop, crop))
     labels = (torch.rand((batch, 1, crop, crop)) > 0.7).float()
     if setting == "channels_last":
@@ -55,20 +60,30 @@ def run(setting: str, crop: int, batch: int, steps: int) -> tuple[float, float, 
     return warm, (time.perf_counter() - start) / steps, loss
 
 
+def widths(text: str) -> tuple[int, ...]:
+    """The 6 comma-separated BasicUNet widths of ``--features``."""
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != 6:
+        raise argparse.ArgumentTypeError(f"--features needs 6 comma-separated widths, got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crop", type=int, default=256, help="crop side (the EPFL run: 256 at downsample 2)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--settings", nargs="+", default=["eager", "channels_last", "bf16", "compile"])
+    parser.add_argument("--features", type=widths, default=SHIPPED, help="6 widths, e.g. 64,128,256,512,1024,64")
     args = parser.parse_args()
     print(
-        f"batch {args.batch} x {args.crop} x {args.crop}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"batch {args.batch} x {args.crop} x {args.crop}, features {args.features}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     rows = []
     for setting in args.settings:
         try:
-            warm, per_step, loss = run(setting, args.crop, args.batch, args.steps)
+            warm, per_step, loss = run(setting, args.crop, args.batch, args.steps, args.features)
         except Exception as exc:  # e.g. torch.compile without a working compiler
             print(f"{setting}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue

@@ -45,6 +45,29 @@ def test_predict_stack_flips_match_for_symmetric_net():
     assert np.abs(a.astype(int) - b).max() <= 1
 
 
+class RampAlongX(torch.nn.Module):
+    """Logit rising from left to right whatever the input: its flip average differs from one pass."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-4.0, 4.0, x.shape[-1], device=x.device)
+        return x[:, :1] * 0 + ramp
+
+
+def test_flips_apply_to_the_final_stage_only():
+    image = np.random.default_rng(2).integers(0, 255, (5, 16, 16), dtype=np.uint8)
+    plain = segment(image, RampAlongX(), None, InferenceSettings(), progress=False)
+    alone = segment(image, RampAlongX(), None, InferenceSettings(flips=True), progress=False)
+    # stage 1 alone is final: flips average the ramp with its mirror, symmetric left to right
+    left, right = plain["stage1_prob"][0, 0, [0, -1]].astype(int)
+    assert right - left > 100
+    np.testing.assert_allclose(alone["stage1_prob"], alone["stage1_prob"][..., ::-1], atol=1)
+    both = segment(image, RampAlongX(), RampAlongX(), InferenceSettings(window=3, flips=True), progress=False)
+    # with an SCM, stage 1 runs once (its single-pass output is what the SCM was trained on) ...
+    np.testing.assert_array_equal(both["stage1_prob"], plain["stage1_prob"])
+    # ... and the SCM, the final stage, averages its flips
+    np.testing.assert_array_equal(both["final_prob"], alone["stage1_prob"])
+
+
 def test_predict_stack_rejects_even_window_and_2d():
     with pytest.raises(ValueError, match="odd"):
         predict_stack(MeanOfWindow(), np.zeros((3, 8, 8), np.float32), window=2)

@@ -56,9 +56,13 @@ def block_probs(
     value_range: tuple[float, float],
     network: torch.nn.Module,
     settings: InferenceSettings,
+    scm_follows: bool = True,
 ) -> np.ndarray:
-    """Pass 1: stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume."""
-    return stage1(network, read_slices(volume, z0, z1), settings, value_range, progress=False)
+    """Pass 1: stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume.
+
+    ``scm_follows`` (pass 1: the SCM reads them) turns test-time flips off, as ``stages.stage1``.
+    """
+    return stage1(network, read_slices(volume, z0, z1), settings, value_range, progress=False, scm_follows=scm_follows)
 
 
 def block_mask(
@@ -77,7 +81,8 @@ def block_mask(
     """
     stage1_network, scm_network = networks
     if scm_network is None:
-        return to_mask(block_probs(volume, z0, z1, value_range, stage1_network, settings), settings.threshold)
+        final = block_probs(volume, z0, z1, value_range, stage1_network, settings, scm_follows=False)
+        return to_mask(final, settings.threshold)
     halo = settings.window // 2
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
     inner = np.arange(z0 - lo, z1 - lo)

@@ -73,7 +73,8 @@ class StackInferer(Inferer):
     def segment_array(self, image: np.ndarray, network: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
         """(final, stage-1) uint8 probabilities (Z, Y, X) of one raw (Z, Y, X) stack of any dtype."""
         first, second = self.networks(network)
-        prob1 = stage1(first, image, self.settings, intensity_range(image), self.progress)
+        value_range = intensity_range(image)
+        prob1 = stage1(first, image, self.settings, value_range, self.progress, scm_follows=second is not None)
         final = prob1 if second is None else scm(second, prob1, self.settings, progress=self.progress)
         return final, prob1
 

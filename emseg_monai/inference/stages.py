@@ -26,12 +26,17 @@ def stage1(
     settings: InferenceSettings,
     value_range: tuple[float, float] | None = None,
     progress: bool = True,
+    scm_follows: bool = False,
 ) -> np.ndarray:
     """Stage-1 probabilities (Z, Y, X) uint8 0..255 of an image stack.
 
     ``image`` is either raw (any dtype) with ``value_range``, the intensities mapped to [0, 1]
     (normalised 16 slices at a time, so no float copy of the stack is made), or already
     normalised float32 in [0, 1] when ``value_range`` is None.
+
+    ``settings.flips`` applies to the final stage only: with ``scm_follows`` (the SCM reads these
+    probabilities) stage 1 runs without flips, since the SCM was trained on single-pass stage-1
+    probabilities and flip-averaged ones cost up to 0.9 Dice on unseen slices (docs/results.md).
     """
     prepare = None if value_range is None else partial(normalize_stack, value_range=value_range)
     return predict_stack(
@@ -41,7 +46,7 @@ def stage1(
         settings.stage1_downsample,
         settings.batch_size,
         settings.device,
-        settings.flips,
+        settings.flips and not scm_follows,
         "stage 1",
         progress,
         tile=settings.tile,
@@ -96,8 +101,9 @@ def segment(
         (Z, Y, X) with the image's shape.
     """
     settings = settings or InferenceSettings()
-    prob1 = stage1(stage1_network, image, settings, intensity_range(image), progress)
+    with_scm = scm_network is not None and settings.use_scm
+    prob1 = stage1(stage1_network, image, settings, intensity_range(image), progress, scm_follows=with_scm)
     final = prob1
-    if scm_network is not None and settings.use_scm:
+    if with_scm:
         final = scm(scm_network, prob1, settings, progress=progress)
     return {"stage1_prob": prob1, "final_prob": final, "final_mask": to_mask(final, settings.threshold)}

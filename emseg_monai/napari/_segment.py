@@ -39,7 +39,9 @@ def segment_steps(data: Any, networks: tuple[Any, Any], settings: Any) -> Iterat
     probs = np.empty(tuple(data.shape), np.uint8)
     for i, z0 in enumerate(starts):
         z1 = min(z0 + CHUNK, z)
-        probs[z0:z1] = stage1(stage1_net, np.asarray(data[z0:z1]), settings, value_range, progress=False)
+        probs[z0:z1] = stage1(
+            stage1_net, np.asarray(data[z0:z1]), settings, value_range, progress=False, scm_follows=scm_net is not None
+        )
         yield i + 1, f"stage 1: {z1} of {z} slices"
     final = probs
     if scm_net is not None:
