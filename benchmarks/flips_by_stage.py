@@ -22,7 +22,7 @@ import numpy as np
 from ensemble import read_scored, runs_parser  # benchmarks/ensemble.py: this script's folder is on sys.path
 
 from emseg_monai.evaluation import dice_iou, markdown_table
-from emseg_monai.inference.stages import scm, stage1
+from emseg_monai.inference.stages import scm, stage1, to_mask
 from emseg_monai.transforms.stacks import intensity_range
 from emseg_monai.workflows import load_bundle_networks
 
@@ -33,7 +33,7 @@ def combinations(first, second, settings, image, value_range) -> Iterator[tuple[
     for flips in (False, True):
         start = time.perf_counter()
         # scm_follows left False: stage 1 takes the flips asked for here, whatever runs after it
-        probs[flips] = stage1(first, image, dataclasses.replace(settings, flips=flips), value_range, False)
+        probs[flips] = stage1(first, image, dataclasses.replace(settings, flips=flips), value_range, progress=False)
         yield f"stage 1{' with flips' if flips else ''}", probs[flips], time.perf_counter() - start
     for flips1 in (False, True):
         for flips2 in (False, True):
@@ -53,7 +53,7 @@ def main() -> None:
             raise SystemExit(f"{run}: this bundle has no SCM to compare flips on")
         rows = []
         for name, prob, seconds in combinations(first, second, settings, image, value_range):
-            dice, iou = dice_iou(prob >= 128, truth, scored)
+            dice, iou = dice_iou(to_mask(prob, settings.threshold) > 0, truth, scored)
             rows.append((f"{name} ({seconds:.0f} s)", dice, iou))
             print(f"{rows[-1][0]}: Dice {100 * dice:.2f}", flush=True)
         print(f"\n{Path(root)}: {len(scored)} slices scored; (s): that step's time alone\n")
