@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("--no-scm", "stage 1 only", "flag"),
             ("--scm", "run the SCM even where the training run decided on stage 1 alone (use_scm: false)", "flag"),
             ("--flips", "average 4 flips of the final stage: the SCM, or stage 1 when it runs alone (slower)", "flag"),
+            (
+                "--smoothing",
+                "sigma of the 3D Gaussian on the SCM's probabilities, in slices and network pixels "
+                "({inference:smoothing}; 0: none)",
+                float,
+            ),
             ("--batch-size", "slices per forward pass ({inference:batch_size})", int),
             ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),
             ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),

@@ -101,8 +101,14 @@ def run_config(
 def segment_file(
     image_file: str | Path, output_file: str | Path, bundle: str | Path | None = None, **overrides: Any
 ) -> list[dict[str, Any]]:
-    """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures."""
+    """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures.
+
+    A ``smoothing`` override also reaches run folders written before the option existed
+    (emseg-monai < 0.8.6, whose ``settings`` do not name it).
+    """
     root = resolve_bundle(bundle)
+    if overrides.get("smoothing") is not None and "smoothing" not in inference_config(root)["settings"]:
+        overrides["settings#smoothing"] = overrides["smoothing"]
     return run_config(["inference.yaml"], root, image_file=str(image_file), output_file=str(output_file), **overrides)
 
 

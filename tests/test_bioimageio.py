@@ -27,8 +27,14 @@ def _nets(window):
 @pytest.mark.parametrize("factor, window, kind", [(1, 3, "prob"), (2, 5, "prob"), (2, 3, "mask")])
 def test_one_graph_equals_the_two_stages(factor, window, kind):
     stage1, scm = _nets(window)
-    settings = InferenceSettings(
-        window=window, input_kind=kind, stage1_downsample=factor, scm_downsample=factor, backend="torch", tile=0
+    settings = InferenceSettings(  # smoothing 0: the graph stops at the SCM
+        window=window,
+        input_kind=kind,
+        stage1_downsample=factor,
+        scm_downsample=factor,
+        backend="torch",
+        tile=0,
+        smoothing=0,
     )
     image = make_synthetic_stack((9, 64, 96), seed=2)[0]
     expected = segment(image, stage1, scm, settings, progress=False)
@@ -126,7 +132,8 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
         assert np.mean((mask > 0) == whole_expected) > 0.999, weights  # ONNX Runtime rounds a little differently
         blocks = predict_with_package(package, image, weights, block_slices=2)
         assert np.mean((blocks > 0) == expected) > 0.999, weights
-    ours = segment(image, model.stage1, model.scm, model.settings.replace(backend="torch"), progress=False)
+    unsmoothed = model.settings.replace(backend="torch", smoothing=0)  # the graph stops at the SCM
+    ours = segment(image, model.stage1, model.scm, unsmoothed, progress=False)
     agree = np.mean((ours["final_mask"] > 0) == expected)
     assert agree > 0.98  # only the intensity percentiles differ (a subsample in emseg segment)
     short = predict_with_package(package, image[:1], "torchscript")  # fewer slices than N: ends repeated

@@ -61,11 +61,48 @@ def test_flips_apply_to_the_final_stage_only():
     left, right = plain["stage1_prob"][0, 0, [0, -1]].astype(int)
     assert right - left > 100
     np.testing.assert_allclose(alone["stage1_prob"], alone["stage1_prob"][..., ::-1], atol=1)
-    both = segment(image, RampAlongX(), RampAlongX(), InferenceSettings(window=3, flips=True), progress=False)
+    scm_flips = InferenceSettings(window=3, flips=True, smoothing=0)  # the SCM's own output, unsmoothed
+    both = segment(image, RampAlongX(), RampAlongX(), scm_flips, progress=False)
     # with an SCM, stage 1 runs once (its single-pass output is what the SCM was trained on) ...
     np.testing.assert_array_equal(both["stage1_prob"], plain["stage1_prob"])
     # ... and the SCM, the final stage, averages its flips
     np.testing.assert_array_equal(both["final_prob"], alone["stage1_prob"])
+
+
+def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():
+    from scipy.ndimage import gaussian_filter
+
+    from emseg_monai.inference import scm
+    from emseg_monai.inference.block import block_mask
+    from emseg_monai.inference.predict import smoothing_reach
+
+    prob = np.random.default_rng(3).integers(0, 256, (14, 20, 24), dtype=np.uint8)
+    smoothed = InferenceSettings(window=3, tile=0)  # default smoothing 1: sigma 1 slice, 1 pixel
+    assert smoothed.smoothing == 1.0 and smoothing_reach(1.0) == 4 and smoothing_reach(0) == 0
+    raw = scm(MeanOfWindow(), prob, smoothed.replace(smoothing=0), progress=False)
+    whole = scm(MeanOfWindow(), prob, smoothed, progress=False)
+    # at full resolution (downsample 1): the Gaussian of the SCM's probabilities, rounded to 1/255
+    expected = gaussian_filter(raw.astype(np.float32), 1.0)  # raw is rounded first: 1/255 apart at most
+    assert np.abs(whole.astype(np.float32) - expected).max() <= 1.01
+    assert np.abs(whole.astype(int) - raw).max() > 10  # the smoothing changed something
+    for z0, z1 in [(0, 3), (5, 9), (11, 14)]:  # a few slices: the kernel reads the SCM beyond them
+        np.testing.assert_array_equal(scm(MeanOfWindow(), prob, smoothed, np.arange(z0, z1), False), whole[z0:z1])
+        volume = np.zeros_like(prob)  # block_mask reads only the stage-1 probabilities with an SCM
+        mask = block_mask(volume, prob, z0, z1, (0, 1), (MeanOfWindow(), MeanOfWindow()), smoothed)
+        np.testing.assert_array_equal(mask, to_mask(whole[z0:z1], 0.5))
+    halved = smoothed.replace(scm_downsample=2)  # at the network's resolution, then resized
+    np.testing.assert_array_equal(
+        scm(MeanOfWindow(), prob, halved, np.arange(5, 9), False),
+        scm(MeanOfWindow(), prob, halved, progress=False)[5:9],
+    )
+    alone = segment(prob, MeanOfWindow(), None, smoothed, progress=False)  # stage 1 alone: never smoothed
+    np.testing.assert_array_equal(alone["final_prob"], alone["stage1_prob"])
+    with pytest.raises(ValueError, match=r"SCM centers must be consecutive slice indices, got \[1, 3\]"):
+        scm(MeanOfWindow(), prob, smoothed, np.array([1, 3]), False)
+    with pytest.raises(ValueError, match="smoothing must be between 0 and 8, got -1"):
+        InferenceSettings(smoothing=-1)
+    with pytest.raises(ValueError, match="smoothing must be a number, got 'wide'"):
+        InferenceSettings(smoothing="wide")
 
 
 def test_predict_stack_rejects_even_window_and_2d():

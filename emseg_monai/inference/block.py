@@ -2,7 +2,8 @@
 
 Block-wise segmentation cuts the volume into blocks of slices along Z and runs two passes:
 stage 1 on each block (``block_probs``, written to a scratch array), then the SCM on each block
-read with N//2 slices of halo on each side (``block_mask``), so every N-slice window is whole.
+read with N//2 slices of halo on each side, plus the reach of the smoothing (``block_mask``), so
+every N-slice window and every smoothing kernel is whole.
 Intensities are normalised with the whole volume's range, so the masks equal whole-volume ones.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from emseg_monai.errors import InputError
+from emseg_monai.inference.predict import smoothing_reach
 from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.inference.stages import scm, stage1, to_mask
 from emseg_monai.io.stacks import atomic_write
@@ -77,13 +79,14 @@ def block_mask(
     """Pass 2: the uint8 0/255 mask (z1 - z0, Y, X) of slices [z0, z1).
 
     With an SCM, from the whole (Z, Y, X) stage-1 probability volume ``probs`` (lazily indexed,
-    Zarr or numpy; only [z0 - N//2, z1 + N//2) is read); without one, the stage-1 mask of the block.
+    Zarr or numpy; only [z0 - h, z1 + h) is read, h = N//2 plus the smoothing's reach); without one,
+    the stage-1 mask of the block.
     """
     stage1_network, scm_network = networks
     if scm_network is None:
         final = block_probs(volume, z0, z1, value_range, stage1_network, settings, scm_follows=False)
         return to_mask(final, settings.threshold)
-    halo = settings.window // 2
+    halo = settings.window // 2 + smoothing_reach(settings.smoothing)
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
     inner = np.arange(z0 - lo, z1 - lo)
     final = scm(scm_network, np.asarray(probs[lo:hi]), settings, centers=inner, progress=False)

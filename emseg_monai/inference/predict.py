@@ -29,6 +29,7 @@ def predict_stack(
     centers: np.ndarray | None = None,
     tile: int = 1024,
     prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+    smoothing: float = 0.0,
 ) -> np.ndarray:
     """Probabilities of a one-output-channel 2D network for every slice of a stack (or ``centers``).
 
@@ -64,6 +65,11 @@ def predict_stack(
     prepare : callable or None
         Per-voxel map (Z, Y, X) -> float32 applied 16 slices at a time before resizing (e.g.
         intensity normalisation of a raw uint8 stack), so no float copy of the full stack is made.
+    smoothing : float
+        > 0: a 3D Gaussian of this standard deviation (in slices and in network pixels) on the
+        output probabilities at the network's resolution, before they are resized back (a float32
+        copy of the outputs at that resolution is then held). It reads the outputs of all
+        ``centers`` (the stack's ends mirrored), so callers widen ``centers`` by ``smoothing_reach``.
 
     Returns
     -------
@@ -81,16 +87,39 @@ def predict_stack(
     wanted = np.arange(n) if centers is None else np.asarray(centers, dtype=np.int64)
     out = np.empty((wanted.size, *full), dtype=np.uint8)
     network.eval()
+    batches = range(0, wanted.size, batch_size)
+    low = np.empty((wanted.size, *small), np.float32) if smoothing > 0 else None
     with torch.inference_mode():
-        for start in tqdm(
-            range(0, wanted.size, batch_size), desc=desc, unit="batch", disable=None if progress else True, leave=False
-        ):
+        for start in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             batch_centers = wanted[start : start + batch_size]
             batch = torch.from_numpy(reduced[window_indices(batch_centers, n, window)]).to(device)
             prob = _forward_tiled(network, batch, flips, tile)
-            prob = resize_tensor(prob, full).clamp_(0, 1)
-            out[start : start + batch_centers.size] = torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
+            if low is not None:  # resized after the smoothing, below
+                low[start : start + batch_centers.size] = prob[:, 0].float().cpu().numpy()
+                continue
+            out[start : start + batch_centers.size] = _to_full(prob, full)
+        if low is not None:
+            from scipy.ndimage import gaussian_filter
+
+            gaussian_filter(low, float(smoothing), output=low, mode="reflect", truncate=SMOOTHING_TRUNCATE)
+            for start in batches:
+                stop = min(start + batch_size, wanted.size)
+                out[start:stop] = _to_full(torch.from_numpy(low[start:stop, None]).to(device), full)
     return out
+
+
+def _to_full(prob: torch.Tensor, full: tuple[int, int]) -> np.ndarray:
+    """(B, 1, y, x) probabilities -> (B, Y, X) uint8 0..255 at the full slice size."""
+    prob = resize_tensor(prob, full).clamp_(0, 1)
+    return torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
+
+
+SMOOTHING_TRUNCATE = 4.0  # the Gaussian's kernel reaches this many standard deviations
+
+
+def smoothing_reach(smoothing: float) -> int:
+    """Slices on each side that a Gaussian of standard deviation ``smoothing`` slices reads."""
+    return int(SMOOTHING_TRUNCATE * float(smoothing) + 0.5) if smoothing > 0 else 0
 
 
 MIN_SIZE = 32  # a 4-level U-Net needs >= 2 px at its bottleneck for instance norm

@@ -12,7 +12,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from emseg_monai.inference.predict import predict_stack
+from emseg_monai.errors import InputError
+from emseg_monai.inference.predict import predict_stack, smoothing_reach
 from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.transforms.stacks import intensity_range, normalize_stack, to_mask
 from emseg_monai.transforms.windows import scm_inputs
@@ -63,11 +64,22 @@ def scm(
 ) -> np.ndarray:
     """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (Z, Y, X) uint8 0..255.
 
-    With ``centers``, only those slices ((len(centers), Y, X)); their windows still read the
-    neighbours in ``prob``, the stack's ends repeating the end slice.
+    The SCM's output is smoothed by ``settings.smoothing`` (a 3D Gaussian at the network's
+    resolution, see ``predict_stack``). With ``centers``
+    (consecutive slice indices), only those slices ((len(centers), Y, X)); their windows still read
+    the neighbours in ``prob``, the stack's ends repeating the end slice, and the smoothing reads
+    the SCM's output ``smoothing_reach`` slices beyond them, so they equal a whole-stack run's.
     """
+    n_slices = prob.shape[0]
+    wanted = np.arange(n_slices) if centers is None else np.asarray(centers, dtype=np.int64)
+    if wanted.size == 0:
+        return np.empty((0, *prob.shape[1:]), np.uint8)
+    if np.any(np.diff(wanted) != 1):
+        raise InputError(f"SCM centers must be consecutive slice indices, got {wanted.tolist()}")
+    reach = smoothing_reach(settings.smoothing)
+    lo, hi = max(int(wanted[0]) - reach, 0), min(int(wanted[-1]) + 1 + reach, n_slices)
     prepare = partial(scm_inputs, input_kind=settings.input_kind, threshold=settings.threshold)
-    return predict_stack(
+    out = predict_stack(
         network,
         prob,
         settings.window,
@@ -77,10 +89,12 @@ def scm(
         settings.flips,
         "SCM",
         progress,
-        centers=centers,
+        centers=None if centers is None and reach == 0 else np.arange(lo, hi),
         tile=settings.tile,
         prepare=prepare,
+        smoothing=settings.smoothing,
     )
+    return out if centers is None and reach == 0 else out[wanted - lo]
 
 
 def segment(

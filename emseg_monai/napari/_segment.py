@@ -20,6 +20,12 @@ from qtpy.QtWidgets import (
 from emseg_monai.napari._common import LayerPicker, ProgressRow, show_error, stack_of
 
 CHUNK = 8  # slices per step: the unit of progress and of cancelling
+SCM_CHUNK = 32  # SCM slices per step: its smoothing reads a few slices beyond each chunk (fewer, larger chunks)
+
+
+def step_count(n_slices: int, with_scm: bool) -> int:
+    """Steps ``segment_steps`` yields for a stack of ``n_slices``: stage-1 chunks, then SCM chunks."""
+    return -(-n_slices // CHUNK) + (-(-n_slices // SCM_CHUNK) if with_scm else 0)
 
 
 def segment_steps(data: Any, networks: tuple[Any, Any], settings: Any) -> Iterator[tuple[int, str]]:
@@ -46,8 +52,8 @@ def segment_steps(data: Any, networks: tuple[Any, Any], settings: Any) -> Iterat
     final = probs
     if scm_net is not None:
         final = np.empty_like(probs)
-        for i, z0 in enumerate(starts):
-            z1 = min(z0 + CHUNK, z)
+        for i, z0 in enumerate(range(0, z, SCM_CHUNK)):
+            z1 = min(z0 + SCM_CHUNK, z)
             final[z0:z1] = scm(scm_net, probs, settings, centers=np.arange(z0, z1), progress=False)
             yield len(starts) + i + 1, f"SCM: {z1} of {z} slices"
     return (to_mask(final, settings.threshold) > 0).astype(np.uint8), probs
@@ -104,12 +110,11 @@ class SegmentWidget(QWidget):
             networks, settings, note = self._networks(layer)
         except Exception as exc:
             return self._fail(exc)
-        chunks = -(-data.shape[0] // CHUNK)
         worker = thread_worker(segment_steps)(data, networks, settings)
         worker.returned.connect(lambda result: self._add(layer, result, note))
         worker.errored.connect(self._fail)
         worker.aborted.connect(lambda: self.progress.status.setText("cancelled: nothing added"))
-        steps = chunks * (2 if networks[1] is not None else 1)
+        steps = step_count(data.shape[0], networks[1] is not None)
         self.progress.start(worker, steps, f"segmenting {layer.name} ...{note}")
         return worker
 
