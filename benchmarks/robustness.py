@@ -82,6 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated, from the list above")
     parser.add_argument("--voxel-size", default="5,5,5", help="Z,Y,X nm of --image (EPFL: 5,5,5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    parser.add_argument("--smoothing", type=float, default=None, help="the SCM's smoothing (default: the bundle's)")
     return parser.parse_args()
 
 
@@ -128,7 +129,13 @@ def main() -> None:
             for title, use_scm in (("stage 1", False), ("final", True)):
                 start = time.perf_counter()
                 segment_file(
-                    source, out / "pred.tif", args.bundle, use_scm=use_scm, overwrite=True, match_voxel_size=match
+                    source,
+                    out / "pred.tif",
+                    args.bundle,
+                    use_scm=use_scm,
+                    overwrite=True,
+                    match_voxel_size=match,
+                    smoothing=args.smoothing,
                 )
                 dice, iou = dice_iou(read_mask(out / "pred.tif"), target, rows_scored)
                 row[title] = {"dice": float(dice), "iou": float(iou), "seconds": time.perf_counter() - start}
@@ -138,7 +145,11 @@ def main() -> None:
             (out / "robustness.json").write_text(json.dumps(rows, indent=1))
     (out / "changed.tif").unlink(missing_ok=True)
     (out / "pred.tif").unlink(missing_ok=True)
-    print(f"\nbundle {args.bundle}; final: what emseg segment writes (stage 1 + SCM where the SCM suits)\n")
+    smoothing = "the bundle's" if args.smoothing is None else f"{args.smoothing:g}"
+    print(
+        f"\nbundle {args.bundle}, smoothing {smoothing}; "
+        "final: what emseg segment writes (stage 1 + SCM where the SCM suits)\n"
+    )
     print("| condition | shape | slices scored | stage 1 Dice (%) | final Dice (%) |\n|---|---|---:|---:|---:|")
     for r in rows:
         shape = " x ".join(map(str, r["shape"]))

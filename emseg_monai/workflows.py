@@ -135,6 +135,8 @@ def load_bundle_networks(
     parser["match_voxel_size"] = overrides.pop("match_voxel_size", False)  # arrays: no file, no voxel size
     for key, value in overrides.items():
         parser[key] = value
+    if "smoothing" in overrides and "smoothing" not in parser["settings"]:  # a run folder from before 0.8.6
+        parser["settings"]["smoothing"] = overrides["smoothing"]
     stage1 = parser.get_parsed_content("network").eval()
     scm = parser.get_parsed_content("scm_network")
     return stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root

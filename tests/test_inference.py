@@ -77,8 +77,8 @@ def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():
     from emseg_monai.inference.predict import smoothing_reach
 
     prob = np.random.default_rng(3).integers(0, 256, (14, 20, 24), dtype=np.uint8)
-    smoothed = InferenceSettings(window=3, tile=0)  # default smoothing 1: sigma 1 slice, 1 pixel
-    assert smoothed.smoothing == 1.0 and smoothing_reach(1.0) == 4 and smoothing_reach(0) == 0
+    smoothed = InferenceSettings(window=3, tile=0, smoothing=1.0)  # sigma 1 slice, 1 pixel
+    assert smoothing_reach(1.0) == 4 and smoothing_reach(1.5) == 6 and smoothing_reach(0) == 0
     raw = scm(MeanOfWindow(), prob, smoothed.replace(smoothing=0), progress=False)
     whole = scm(MeanOfWindow(), prob, smoothed, progress=False)
     # at full resolution (downsample 1): the Gaussian of the SCM's probabilities, rounded to 1/255
@@ -103,6 +103,13 @@ def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():
         InferenceSettings(smoothing=-1)
     with pytest.raises(ValueError, match="smoothing must be a number, got 'wide'"):
         InferenceSettings(smoothing="wide")
+
+
+def test_library_default_smoothing_is_the_bundles():
+    from emseg_monai.workflows import inference_config
+
+    config = inference_config()  # the shipped bundle's inference.yaml
+    assert InferenceSettings().smoothing == float(config["smoothing"]) > 0  # StackInferer users get it too
 
 
 def test_predict_stack_rejects_even_window_and_2d():

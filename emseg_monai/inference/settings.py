@@ -49,8 +49,8 @@ class InferenceSettings:
     smoothing : float
         Standard deviation of a 3D Gaussian on the SCM's probabilities at its resolution, before
         they are resized and thresholded: this many slices along Z and network pixels in Y and X
-        (at ``scm_downsample`` 2, 1 means (1, 2, 2) input voxels); 0: none. Stage 1 alone is never
-        smoothed. On EPFL +0.1 to +0.2 Dice (docs/results.md, "Smoothing the final probabilities").
+        (at ``scm_downsample`` 2, 1.5 means (1.5, 3, 3) input voxels); 0: none. Stage 1 alone is
+        never smoothed. On EPFL +0.1 to +0.3 Dice (docs/results.md, "Smoothing the final probabilities").
     tile : int
         Slices larger than this (at network resolution) run in blended tiles; 0: never tile.
     backend : str
@@ -72,7 +72,7 @@ class InferenceSettings:
     threshold: float = 0.5
     batch_size: int = 4
     flips: bool = False
-    smoothing: float = 1.0
+    smoothing: float = 1.5
     tile: int = 1024
     backend: str = "auto"
     use_scm: bool = True
