@@ -24,21 +24,25 @@ def _nets(window):
     )
 
 
-@pytest.mark.parametrize("factor, window, kind", [(1, 3, "prob"), (2, 5, "prob"), (2, 3, "mask")])
-def test_one_graph_equals_the_two_stages(factor, window, kind):
+@pytest.mark.parametrize(
+    "factor, window, kind, smoothing",
+    [(1, 3, "prob", 0.0), (2, 5, "prob", 1.5), (2, 3, "mask", 1.0), (1, 3, "prob", 1.0)],
+)
+def test_one_graph_equals_the_two_stages(factor, window, kind, smoothing):
     stage1, scm = _nets(window)
-    settings = InferenceSettings(  # smoothing 0: the graph stops at the SCM
+    settings = InferenceSettings(
         window=window,
         input_kind=kind,
         stage1_downsample=factor,
         scm_downsample=factor,
         backend="torch",
         tile=0,
-        smoothing=0,
+        smoothing=smoothing,
     )
     image = make_synthetic_stack((9, 64, 96), seed=2)[0]
     expected = segment(image, stage1, scm, settings, progress=False)
-    graph = torch.jit.script(TwoStageNet(stage1, scm, window, factor, factor, kind, chunk=4).eval())
+    net = TwoStageNet(stage1, scm, window, factor, factor, kind, chunk=4, smoothing=smoothing)
+    graph = torch.jit.script(net.eval())
     x = torch.from_numpy(normalize_stack(image))[None, None]
     with torch.inference_mode():
         prob = graph(x)
@@ -46,7 +50,11 @@ def test_one_graph_equals_the_two_stages(factor, window, kind):
         twice = graph(torch.cat([x, other]))  # a batch of two stacks: each on its own
         alone = graph(other)
     stored = torch.round(prob[0, 0] * 255).to(torch.uint8).numpy()
-    np.testing.assert_array_equal(stored, expected["final_prob"])
+    if smoothing == 0:
+        np.testing.assert_array_equal(stored, expected["final_prob"])
+    else:  # float32 sums here, SciPy's float64 there: a voxel may round the other way
+        steps = np.abs(stored.astype(int) - expected["final_prob"])
+        assert steps.max() <= 1 and np.mean(steps == 0) > 0.999
     torch.testing.assert_close(twice[0], prob[0], rtol=0, atol=1e-5)  # other batch sizes: other kernels
     torch.testing.assert_close(twice[1], alone[0], rtol=0, atol=1e-5)
     first_only = TwoStageNet(stage1, None, window, factor, factor, kind).eval()
@@ -115,27 +123,31 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
     assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
     model = load_bundle_model(tiny_run)
     halo = z_halo(model)
-    assert halo == model.settings.window // 2  # the SCM's window: N // 2 slices on each side
+    # the SCM's window (N // 2 slices on each side) and the reach of its smoothing (4 sigma)
+    assert halo == model.settings.window // 2 + int(4 * model.settings.smoothing + 0.5)
     descr = load_model_description(str(package))
-    assert [getattr(a, "halo", 0) for a in descr.outputs[0].axes][2:] == [halo, 0, 0]  # Z halo: N // 2
+    assert [getattr(a, "halo", 0) for a in descr.outputs[0].axes][2:] == [halo, 0, 0]  # the Z halo as above
     assert descr.inputs[0].pad.mode == "edge"  # halo slices repeat the ends, as emseg does
 
-    image = make_synthetic_stack((9, 64, 80), seed=5)[0]
+    z = 2 * halo + 8  # more slices than the package's fewest (2 * halo + 1): no padding of its own
+    image = make_synthetic_stack((z, 64, 80), seed=5)[0]
     # the whole stack at once: bioimageio.core pads the halo (edge), then normalises, then crops
     padded = np.concatenate([image[:1]] * halo + [image] + [image[-1:]] * halo)
     whole_expected = predict_package_input(model, padded)[0, 0, halo:-halo] > 0
-    # in blocks: normalised as a whole first, then blocks with the halo of their neighbours
+    # in blocks: normalised as a whole first, then blocks with the halo of their neighbours; the
+    # graph on the whole stack, whose smoothing mirrors the SCM's output at the ends where the
+    # package's edge padding repeats the end slices: equal wherever a slice's halo is inside the stack
     expected = predict_package_input(model, image)[0, 0] > 0
+    inner = slice(halo, z - halo)
     for weights in ("torchscript", "onnx"):
         mask = predict_with_package(package, image, weights)
         assert mask.shape == image.shape and mask.dtype == np.uint8
         assert np.mean((mask > 0) == whole_expected) > 0.999, weights  # ONNX Runtime rounds a little differently
         blocks = predict_with_package(package, image, weights, block_slices=2)
-        assert np.mean((blocks > 0) == expected) > 0.999, weights
-    unsmoothed = model.settings.replace(backend="torch", smoothing=0)  # the graph stops at the SCM
-    ours = segment(image, model.stage1, model.scm, unsmoothed, progress=False)
-    agree = np.mean((ours["final_mask"] > 0) == expected)
-    assert agree > 0.98  # only the intensity percentiles differ (a subsample in emseg segment)
+        assert np.mean((blocks[inner] > 0) == expected[inner]) > 0.999, weights
+        assert np.mean((blocks > 0) == expected) > 0.98, weights
+    ours = segment(image, model.stage1, model.scm, model.settings.replace(backend="torch"), progress=False)
+    assert np.mean((ours["final_mask"][inner] > 0) == expected[inner]) > 0.98  # emseg's percentiles: a subsample
     short = predict_with_package(package, image[:1], "torchscript")  # fewer slices than N: ends repeated
     assert short.shape == (1, 64, 80) and np.array_equal(short > 0, predict_package_input(model, image[:1])[0, 0] > 0)
     with pytest.raises(InputError, match="block_slices must be >= 0, got -1"):

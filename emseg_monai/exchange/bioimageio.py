@@ -33,6 +33,7 @@ import torch
 from emseg_monai import __version__
 from emseg_monai.errors import InputError
 from emseg_monai.exchange.twostage import TwoStageNet, whole_factor
+from emseg_monai.inference.predict import smoothing_reach
 from emseg_monai.inference.settings import InferenceSettings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,15 @@ class BundleModel:
     def graph(self, chunk: int = 8) -> TwoStageNet:
         s = self.settings
         return TwoStageNet(
-            self.stage1, self.scm, s.window, s.stage1_downsample, s.scm_downsample, s.input_kind, s.threshold, chunk
+            self.stage1,
+            self.scm,
+            s.window,
+            s.stage1_downsample,
+            s.scm_downsample,
+            s.input_kind,
+            s.threshold,
+            chunk,
+            s.smoothing,
         ).eval()
 
 
@@ -117,8 +126,11 @@ def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) ->
 
 
 def z_halo(model: BundleModel) -> int:
-    """Slices of context the final mask of a slice needs on each side: N // 2 with the SCM, else 0."""
-    return model.settings.window // 2 if model.scm is not None else 0
+    """Slices of context the final mask of a slice needs on each side: with the SCM, N // 2 plus the
+    reach of its smoothing (``smoothing_reach``), else 0."""
+    if model.scm is None:
+        return 0
+    return model.settings.window // 2 + smoothing_reach(model.settings.smoothing)
 
 
 def binarize_threshold(threshold: float) -> float:
@@ -161,6 +173,19 @@ def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
 def _documentation(model: BundleModel, factor: int) -> str:
     s = model.settings
     halo_z = z_halo(model)
+    smoothed = (
+        f"the SCM's probabilities are smoothed by a 3D Gaussian of {s.smoothing:g} slices and network pixels, then"
+        if model.scm is not None and s.smoothing > 0
+        else "then"
+    )
+    reach = smoothing_reach(s.smoothing) if model.scm is not None else 0
+    ends = (
+        f" Within {reach} slices of a stack's ends the smoothing reads the SCM's output on the repeated end"
+        " slices, where emseg-monai mirrors its output about the end: a few voxels there can differ."
+        if reach
+        else ""
+    )
+    ends_short = " and, within the smoothing's reach of the stack's ends, in what lies beyond them" if reach else ""
     stages = "stage 1 then the spatial-continuity model (SCM)" if model.scm is not None else "stage 1 only"
     return f"""# emseg-monai: mitochondria in 3D EM stacks
 
@@ -170,10 +195,10 @@ exported from the emseg-monai weights bundle `{model.bundle.name}` (emseg-monai 
 ## What runs
 
 One graph holding {stages}: stage 1, a 2D U-Net, gives each slice a probability map; the SCM, a 2D
-U-Net whose input is the {s.window} stage-1 maps around a slice (z - {halo_z} .. z + {halo_z}, the
-stack ends repeated), refines the middle one. Both run at 1/{factor} of the XY resolution and their
-outputs are resized back. The output is 1 where the SCM's probability, rounded to 1/255 as emseg-monai
-stores it, reaches {s.threshold}: mitochondria.
+U-Net whose input is the {s.window} stage-1 maps around a slice (z - {s.window // 2} .. z + {s.window // 2}, the
+stack ends repeated), refines the middle one. Both run at 1/{factor} of the XY resolution; {smoothed}
+their outputs are resized back. The output is 1 where the SCM's probability, rounded to 1/255 as
+emseg-monai stores it, reaches {s.threshold}: mitochondria.
 
 ## Input
 
@@ -191,7 +216,7 @@ stores it, reaches {s.threshold}: mitochondria.
 The output of slice z depends on slices z - {halo_z} .. z + {halo_z}: the output declares a Z halo
 of {halo_z}, and the input pads with its edge (the end slice repeated, as emseg-monai does at a
 stack's ends). Consumers that tile in Z (bioimageio.core with a block shape) give each block
-{halo_z} slices of context on each side and keep the middles, and get the masks of the whole stack.
+{halo_z} slices of context on each side and keep the middles, and get the masks of the whole stack.{ends}
 bioimageio.core normalises the whole stack before it splits it into blocks; run in one piece, it
 pads first and then normalises, so the repeated end slices count in the percentiles (on the EPFL
 stack they do not move them). Slices that are entirely 0 at the ends of a block count as padding
@@ -203,7 +228,7 @@ with the block (the TorchScript graph runs 8 slices at a time).
 ## Same masks as emseg-monai
 
 On the same stack and weights, `emseg segment` and this package differ only in the intensity
-percentiles (emseg-monai reads a subsample of the stack) and in padding to the sizes above.
+percentiles (emseg-monai reads a subsample of the stack), in padding to the sizes above{ends_short}.
 
 ## Use
 

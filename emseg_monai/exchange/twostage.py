@@ -18,10 +18,12 @@ blank section) is treated the same way, where ``emseg segment`` would use it as 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from emseg_monai.errors import InputError
+from emseg_monai.inference.predict import smoothing_reach
 
 
 def whole_factor(downsample: float, name: str) -> int:
@@ -50,21 +52,53 @@ class _Stage(torch.nn.Module):
         """(B, C, Y, X) -> (B, C, Y / factor, X / factor), averaging factor x factor blocks."""
         return F.avg_pool2d(slices, self.factor) if self.factor > 1 else slices
 
-    def _one(self, inputs: torch.Tensor) -> torch.Tensor:
-        prob = torch.sigmoid(self.net(inputs))
+    def grow(self, prob: torch.Tensor) -> torch.Tensor:
+        """(B, 1, y, x) probabilities at network resolution -> full slice size, clamped to [0, 1]."""
         if self.factor > 1:
             prob = F.interpolate(prob, scale_factor=float(self.factor), mode="bilinear", align_corners=False)
         return prob.clamp(0.0, 1.0)
 
-    def forward(self, small: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def _one(self, inputs: torch.Tensor, grow: bool) -> torch.Tensor:
+        prob = torch.sigmoid(self.net(inputs))
+        return self.grow(prob) if grow else prob
+
+    def forward(self, small: torch.Tensor, index: torch.Tensor | None = None, grow: bool = True) -> torch.Tensor:
         if self.chunk <= 0:
-            return self._one(small if index is None else small[index])
+            return self._one(small if index is None else small[index], grow)
         count = small.shape[0] if index is None else index.shape[0]
         parts = []
         for start in range(0, count, self.chunk):
             stop = min(start + self.chunk, count)
-            parts.append(self._one(small[start:stop] if index is None else small[index[start:stop]]))
+            parts.append(self._one(small[start:stop] if index is None else small[index[start:stop]], grow))
         return torch.cat(parts, 0)
+
+
+def gaussian_weights(sigma: float) -> torch.Tensor:
+    """The normalised 1D Gaussian (2 r + 1,) float32 that ``predict_stack``'s smoothing uses (r its reach)."""
+    radius = smoothing_reach(sigma)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * offsets**2 / float(sigma) ** 2)
+    return torch.from_numpy((weights / weights.sum()).astype(np.float32))
+
+
+def _mirror(index: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Indices beyond [first, last] mirrored about the ends (d c b a | a b c d), then kept inside."""
+    index = torch.where(index < first, 2 * first - 1 - index, index)
+    index = torch.where(index > last, 2 * last + 1 - index, index)
+    return torch.maximum(torch.minimum(index, last), first)
+
+
+def _smooth_yx(prob: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """A 1D Gaussian along ``dim`` (-2: Y, -1: X), the ends mirrored (SciPy's ``reflect``)."""
+    radius = (weights.shape[0] - 1) // 2
+    size = prob.shape[dim]
+    padded = torch.cat(
+        [prob.narrow(dim, 0, radius).flip(dim), prob, prob.narrow(dim, size - radius, radius).flip(dim)], dim
+    )
+    out = torch.zeros_like(prob)
+    for k in range(weights.shape[0]):
+        out = out + weights[k] * padded.narrow(dim, k, size)
+    return out
 
 
 def _stack_ends(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +137,10 @@ class TwoStageNet(torch.nn.Module):
         ``"prob"`` or ``"mask"`` (the SCM sees stage-1 masks at ``threshold``).
     chunk : int
         Slices per forward pass; 0: all slices of the stack at once (the ONNX graph).
+    smoothing : float
+        The SCM's probabilities smoothed as ``predict_stack`` does (a 3D Gaussian of this standard
+        deviation in slices and network pixels, before they are resized); 0: none. Along Z the
+        stack's ends (``_stack_ends``) mirror.
     """
 
     def __init__(
@@ -115,6 +153,7 @@ class TwoStageNet(torch.nn.Module):
         input_kind: str = "prob",
         threshold: float = 0.5,
         chunk: int = 8,
+        smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.stage1 = _Stage(stage1, whole_factor(stage1_downsample, "stage1_downsample"), chunk)
@@ -125,6 +164,22 @@ class TwoStageNet(torch.nn.Module):
         self.half = int(window) // 2
         self.as_mask = input_kind == "mask"
         self.threshold = float(threshold)
+        self.smooth = float(smoothing) > 0
+        self.register_buffer("weights", gaussian_weights(smoothing) if self.smooth else torch.ones(1))
+
+    def _smooth(self, prob: torch.Tensor, batch: int, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """(B * Z, 1, y, x) SCM probabilities at network resolution, smoothed in Z, Y and X."""
+        z = prob.shape[0] // batch
+        radius = (self.weights.shape[0] - 1) // 2
+        offsets = torch.arange(-radius, radius + 1, device=prob.device)
+        local = (torch.arange(z, device=prob.device).unsqueeze(1) + offsets.unsqueeze(0)).unsqueeze(0)  # (1, Z, K)
+        local = _mirror(local, first.reshape(batch, 1, 1), last.reshape(batch, 1, 1))
+        start = (torch.arange(batch, device=prob.device) * z).reshape(batch, 1, 1)
+        index = (start + local).reshape(batch * z, 2 * radius + 1)
+        out = torch.zeros_like(prob)
+        for k in range(2 * radius + 1):
+            out = out + self.weights[k] * prob[index[:, k]]
+        return _smooth_yx(_smooth_yx(out, self.weights, -2), self.weights, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, z, height, width = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
@@ -141,6 +196,10 @@ class TwoStageNet(torch.nn.Module):
         local = torch.maximum(torch.minimum(local, last.reshape(batch, 1, 1)), first.reshape(batch, 1, 1))
         start = (torch.arange(batch, device=x.device) * z).reshape(batch, 1, 1)
         index = (start + local).reshape(batch * z, 2 * self.half + 1)  # windows of each stack, ends repeated
-        final = self.scm(self.scm.shrink(prob)[:, 0], index)
+        if self.smooth:
+            low = self.scm(self.scm.shrink(prob)[:, 0], index, grow=False)
+            final = self.scm.grow(self._smooth(low, batch, first, last))
+        else:
+            final = self.scm(self.scm.shrink(prob)[:, 0], index)
         final = torch.round(final * 255.0) / 255.0  # as emseg's output files: its masks come from these steps
         return final.reshape(batch, 1, z, height, width)
