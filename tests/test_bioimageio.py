@@ -154,3 +154,42 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
         predict_with_package(package, image, block_slices=-1)
     with pytest.raises(InputError, match=r"takes a \(Z, Y, X\) stack, got shape \(64, 80\)"):
         predict_with_package(package, image[0])
+
+
+def test_sample_stack_has_the_packages_fewest_slices(tmp_path):
+    from emseg_monai.exchange.bioimageio import SAMPLE_SHAPE, sample_stack
+    from emseg_monai.io import write_stack
+
+    assert sample_stack(1, slices=5).shape[0] == SAMPLE_SHAPE[0]  # at least the usual test input
+    assert sample_stack(1, slices=27).shape == (27, 256, 256)  # synthetic: as many as the package takes
+    short = make_synthetic_stack((8, 64, 64), seed=1)[0][:5]
+    write_stack(tmp_path / "short.tif", short)
+    padded = sample_stack(1, tmp_path / "short.tif", slices=9)  # a short file: its ends repeated
+    assert padded.shape == (9, 64, 64)
+    np.testing.assert_array_equal(padded[:3], np.repeat(short[:1], 3, axis=0))
+    np.testing.assert_array_equal(padded[2:7], short)
+    np.testing.assert_array_equal(padded[-3:], np.repeat(short[-1:], 3, axis=0))
+
+
+def test_a_wide_smoothing_still_exports_a_package_that_passes(tiny_run, tmp_path, capsys):
+    pytest.importorskip("bioimageio.core")
+    import io
+    import re
+    import shutil
+    import zipfile
+
+    from bioimageio.spec import load_model_description
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "configs" / "inference.yaml"
+    config.write_text(re.sub(r"(?m)^smoothing: .*$", "smoothing: 3.0", config.read_text()))  # reach 12 slices
+    package = tmp_path / "wide.zip"
+    assert main(["--quiet", "export-bioimageio", str(package), "--models", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
+    descr = load_model_description(str(package))
+    fewest = [a.size.min for a in descr.inputs[0].axes if str(a.id) == "z"][0]
+    assert fewest > 16  # more than the usual 16-slice test input: the test input grew with it
+    with zipfile.ZipFile(package) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("test_input.npy"))
+        assert np.load(io.BytesIO(archive.read(name))).shape[2] == fewest

@@ -100,21 +100,24 @@ def normalise_like_bioimageio(stack: np.ndarray) -> np.ndarray:
     return np.clip((stack - lo) / (hi - lo + 1e-6), 0.0, 1.0).astype(np.float32)
 
 
-def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) -> np.ndarray:
+def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0, slices: int = 1) -> np.ndarray:
     """A test input (Z, Y, X): the middle of ``image`` (else a synthetic EM stack).
 
-    Its sides are multiples of ``16 x factor`` and at least ``64 x factor`` px, the package's sizes.
+    Its sides are multiples of ``16 x factor`` and at least ``64 x factor`` px, the package's sizes;
+    it has ``SAMPLE_SHAPE[0]`` slices, or ``slices`` (the package's fewest) where that is more, a
+    shorter ``image`` having its end slices repeated up to that number.
     """
     step = 16 * factor
+    depth = max(SAMPLE_SHAPE[0], int(slices))
     if image is None:
         from emseg_monai.data.synthetic import make_synthetic_stack
 
         side = max(4 * step, SAMPLE_SHAPE[1] - SAMPLE_SHAPE[1] % step)
-        return make_synthetic_stack((SAMPLE_SHAPE[0], side, side), seed=seed)[0]
+        return make_synthetic_stack((depth, side, side), seed=seed)[0]
     from emseg_monai.io import read_stack
 
     stack = read_stack(image)
-    z, y, x = (min(n, limit) for n, limit in zip(stack.shape, SAMPLE_SHAPE))
+    z, y, x = (min(n, limit) for n, limit in zip(stack.shape, (depth, *SAMPLE_SHAPE[1:])))
     y, x = y - y % step, x - x % step
     if y < 4 * step or x < 4 * step:
         shape = tuple(stack.shape)
@@ -122,7 +125,9 @@ def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0) ->
             f"sample image {image} is too small: slices need at least {4 * step} x {4 * step} px, got {shape}"
         )
     z0, y0, x0 = ((n - m) // 2 for n, m in zip(stack.shape, (z, y, x)))
-    return np.ascontiguousarray(stack[z0 : z0 + z, y0 : y0 + y, x0 : x0 + x])
+    middle = stack[z0 : z0 + z, y0 : y0 + y, x0 : x0 + x]
+    short = max(0, int(slices) - z)  # fewer slices than the package takes: repeat the ends
+    return np.ascontiguousarray(np.pad(middle, ((short // 2, short - short // 2), (0, 0), (0, 0)), mode="edge"))
 
 
 def z_halo(model: BundleModel) -> int:
@@ -397,7 +402,7 @@ def export_bioimageio(
         raise InputError(f"folder of the package does not exist: {output.parent}")
     model = load_bundle_model(bundle)
     factor = model.factor
-    stack = sample_stack(factor, sample)
+    stack = sample_stack(factor, sample, slices=2 * z_halo(model) + 1)  # the package's fewest slices
     expected = predict_package_input(model, stack)
     example = torch.from_numpy(normalise_like_bioimageio(stack))[None, None]
     with tempfile.TemporaryDirectory(prefix=".emseg-bioimageio-", dir=output.parent) as tmp:
