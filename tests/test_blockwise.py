@@ -1,5 +1,7 @@
 """Block-wise segmentation equals whole-volume segmentation, reads TIFF/NIfTI/Zarr lazily, resumes."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,14 @@ def test_interrupted_run_resumes_and_skips_finished_blocks(nets, volume, referen
         segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=5, resume=True, progress=False)
     with pytest.raises(InputError, match="other settings"):  # another threshold: other masks
         segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS.replace(threshold=0.4), 4, resume=True)
+    recorded = tmp_path / "out.zarr.blocks" / "settings.json"
+    kept = recorded.read_text()
+    older = json.loads(kept)
+    del older["smoothing"]  # as emseg-monai < 0.8.6 recorded it: no smoothing then
+    recorded.write_text(json.dumps(older))
+    with pytest.raises(InputError, match="predates the smoothing: resume with smoothing 0"):
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, resume=True, progress=False)
+    recorded.write_text(kept)
     stats = segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, resume=True, progress=False)
     assert stats["skipped"] == 2 and stats["blocks"] == 3
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)

@@ -274,8 +274,13 @@ def segment_blocks(
         return {"voxels": int(np.prod(shape)), "seconds": 0.0, "mvoxel_per_s": 0.0, "blocks": 0, "skipped": len(ranges)}
     if resume and done_dir.is_dir():
         recorded = json.loads((done_dir / "settings.json").read_text())
+        before_smoothing = "smoothing" not in recorded  # started by emseg-monai < 0.8.6: no smoothing then
+        recorded.setdefault("smoothing", 0.0)
         if recorded != record:
-            raise InputError(f"cannot resume {out}: it was started with other settings ({done_dir / 'settings.json'})")
+            hint = "; it predates the smoothing: resume with smoothing 0" if before_smoothing else ""
+            raise InputError(
+                f"cannot resume {out}: it was started with other settings ({done_dir / 'settings.json'}{hint})"
+            )
     else:
         if zarr_out and out.exists():
             shutil.rmtree(out)

@@ -65,10 +65,10 @@ def scm(
     """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (Z, Y, X) uint8 0..255.
 
     The SCM's output is smoothed by ``settings.smoothing`` (a 3D Gaussian at the network's
-    resolution, see ``predict_stack``). With ``centers``
-    (consecutive slice indices), only those slices ((len(centers), Y, X)); their windows still read
-    the neighbours in ``prob``, the stack's ends repeating the end slice, and the smoothing reads
-    the SCM's output ``smoothing_reach`` slices beyond them, so they equal a whole-stack run's.
+    resolution, see ``predict_stack``). With ``centers`` (consecutive slice indices), only those
+    slices ((len(centers), Y, X)); their windows still read the neighbours in ``prob``, the stack's
+    ends repeating the end slice, and the smoothing reads the SCM's output ``smoothing_reach``
+    slices beyond them, so they equal a whole-stack run's.
     """
     n_slices = prob.shape[0]
     wanted = np.arange(n_slices) if centers is None else np.asarray(centers, dtype=np.int64)
