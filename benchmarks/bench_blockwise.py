@@ -32,7 +32,8 @@ from emseg_monai.workflows import segment_file
 args = json.loads(sys.argv[1])
 start = time.perf_counter()
 segment_file(args["image"], args["output"], overwrite=True, block_size=args["block"],
-             dask_workers=args["workers"] or None, device="cpu", backend=args["backend"])
+             dask_workers=args["workers"] or None, device="cpu", backend=args["backend"],
+             smoothing=args["smoothing"])
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest worker process
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["single", "dask2"], choices=["single", "dask2"])
     parser.add_argument("--block", type=int, default=32, help="slices per block (emseg segment's default: 32)")
     parser.add_argument("--backend", default="auto", help="inference backend (auto, torch, onnx, ...)")
+    parser.add_argument("--smoothing", type=float, default=None, help="the SCM's smoothing (default: the bundle's)")
     parser.add_argument("--work", default="bench_blockwise_work", help="folder for the volumes and outputs")
     parser.add_argument("--keep", action="store_true", help="keep the volumes and outputs")
     args = parser.parse_args()
@@ -106,6 +108,7 @@ def main() -> None:
         for mode in args.modes:
             output = work / f"masks_{size}_{mode}.zarr"
             job = {"image": str(image), "output": str(output), "block": args.block, "backend": args.backend}
+            job["smoothing"] = args.smoothing
             job["workers"] = 2 if mode == "dask2" else 0
             proc, total_peak = run_sampled([sys.executable, "-c", CHILD, json.dumps(job)])
             if proc.returncode != 0:
@@ -117,7 +120,8 @@ def main() -> None:
             peaks = (max(total_peak, result["peak_mib"]), result["peak_mib"], worker)
             rows.append((size, mode, result["seconds"], voxels / result["seconds"] / 1e6, *peaks))
             print(
-                f"{size} {mode} (block {args.block}, backend {args.backend}): {result['seconds']:.1f} s, "
+                f"{size} {mode} (block {args.block}, backend {args.backend}, smoothing {args.smoothing}): "
+                f"{result['seconds']:.1f} s, "
                 f"{voxels / result['seconds'] / 1e6:.2f} Mvoxel/s, peak RSS {peaks[0]:.0f} MiB (all processes, "
                 f"sampled every 0.1 s), {peaks[1]:.0f} MiB (main process), {peaks[2]:.0f} MiB (largest worker)",
                 flush=True,
