@@ -33,7 +33,7 @@ args = json.loads(sys.argv[1])
 start = time.perf_counter()
 segment_file(args["image"], args["output"], overwrite=True, block_size=args["block"],
              dask_workers=args["workers"] or None, device="cpu", backend=args["backend"],
-             smoothing=args["smoothing"])
+             smoothing=args["smoothing"], match_voxel_size=False)  # synthetic: both stages always run
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest worker process
