@@ -132,10 +132,8 @@ def sample_stack(factor: int, image: str | Path | None = None, seed: int = 0, sl
 
 def z_halo(model: BundleModel) -> int:
     """Slices of context the final mask of a slice needs on each side: with the SCM, N // 2 plus the
-    reach of its smoothing (``smoothing_reach``), else 0."""
-    if model.scm is None:
-        return 0
-    return model.settings.window // 2 + smoothing_reach(model.settings.smoothing)
+    reach of its smoothing (``InferenceSettings.scm_halo``), else 0."""
+    return model.settings.scm_halo if model.scm is not None else 0
 
 
 def binarize_threshold(threshold: float) -> float:

@@ -81,11 +81,22 @@ def gaussian_weights(sigma: float) -> torch.Tensor:
     return torch.from_numpy((weights / weights.sum()).astype(np.float32))
 
 
-def _mirror(index: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-    """Indices beyond [first, last] mirrored about the ends (d c b a | a b c d), then kept inside."""
-    index = torch.where(index < first, 2 * first - 1 - index, index)
-    index = torch.where(index > last, 2 * last + 1 - index, index)
-    return torch.maximum(torch.minimum(index, last), first)
+def _neighbours(batch: int, z: int, half: int, first: torch.Tensor, last: torch.Tensor, mirror: bool) -> torch.Tensor:
+    """(B * Z, 2 half + 1) rows of slices z - half .. z + half of each stack in a (B * Z) batch.
+
+    Beyond a stack's ends (``first``, ``last``: (B,) from ``_stack_ends``) the end slice repeats
+    (the SCM's windows), or with ``mirror`` the slices mirror about the end (d c b a | a b c d, the
+    smoothing; still kept inside where the stack is shorter than ``half``).
+    """
+    first, last = first.reshape(batch, 1, 1), last.reshape(batch, 1, 1)
+    offsets = torch.arange(-half, half + 1, device=first.device)
+    local = (torch.arange(z, device=first.device).unsqueeze(1) + offsets.unsqueeze(0)).unsqueeze(0)  # (1, Z, N)
+    if mirror:
+        local = torch.where(local < first, 2 * first - 1 - local, local)
+        local = torch.where(local > last, 2 * last + 1 - local, local)
+    local = torch.maximum(torch.minimum(local, last), first)
+    start = (torch.arange(batch, device=first.device) * z).reshape(batch, 1, 1)
+    return (start + local).reshape(batch * z, 2 * half + 1)
 
 
 def _smooth_yx(prob: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
@@ -169,15 +180,10 @@ class TwoStageNet(torch.nn.Module):
 
     def _smooth(self, prob: torch.Tensor, batch: int, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """(B * Z, 1, y, x) SCM probabilities at network resolution, smoothed in Z, Y and X."""
-        z = prob.shape[0] // batch
         radius = (self.weights.shape[0] - 1) // 2
-        offsets = torch.arange(-radius, radius + 1, device=prob.device)
-        local = (torch.arange(z, device=prob.device).unsqueeze(1) + offsets.unsqueeze(0)).unsqueeze(0)  # (1, Z, K)
-        local = _mirror(local, first.reshape(batch, 1, 1), last.reshape(batch, 1, 1))
-        start = (torch.arange(batch, device=prob.device) * z).reshape(batch, 1, 1)
-        index = (start + local).reshape(batch * z, 2 * radius + 1)
+        index = _neighbours(batch, prob.shape[0] // batch, radius, first, last, mirror=True)
         out = torch.zeros_like(prob)
-        for k in range(2 * radius + 1):
+        for k in range(index.shape[1]):
             out = out + self.weights[k] * prob[index[:, k]]
         return _smooth_yx(_smooth_yx(out, self.weights, -2), self.weights, -1)
 
@@ -191,11 +197,7 @@ class TwoStageNet(torch.nn.Module):
         if self.as_mask:
             prob = (prob >= self.threshold).to(prob.dtype)
         first, last = _stack_ends(x)
-        offsets = torch.arange(-self.half, self.half + 1, device=x.device)
-        local = (torch.arange(z, device=x.device).unsqueeze(1) + offsets.unsqueeze(0)).unsqueeze(0)  # (1, Z, N)
-        local = torch.maximum(torch.minimum(local, last.reshape(batch, 1, 1)), first.reshape(batch, 1, 1))
-        start = (torch.arange(batch, device=x.device) * z).reshape(batch, 1, 1)
-        index = (start + local).reshape(batch * z, 2 * self.half + 1)  # windows of each stack, ends repeated
+        index = _neighbours(batch, z, self.half, first, last, mirror=False)  # windows of each stack, ends repeated
         if self.smooth:
             low = self.scm(self.scm.shrink(prob)[:, 0], index, grow=False)
             final = self.scm.grow(self._smooth(low, batch, first, last))

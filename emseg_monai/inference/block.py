@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from emseg_monai.errors import InputError
-from emseg_monai.inference.predict import smoothing_reach
 from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.inference.stages import scm, stage1, to_mask
 from emseg_monai.io.stacks import atomic_write
@@ -86,7 +85,7 @@ def block_mask(
     if scm_network is None:
         final = block_probs(volume, z0, z1, value_range, stage1_network, settings, scm_follows=False)
         return to_mask(final, settings.threshold)
-    halo = settings.window // 2 + smoothing_reach(settings.smoothing)
+    halo = settings.scm_halo
     lo, hi = max(z0 - halo, 0), min(z1 + halo, probs.shape[0])
     inner = np.arange(z0 - lo, z1 - lo)
     final = scm(scm_network, np.asarray(probs[lo:hi]), settings, centers=inner, progress=False)
