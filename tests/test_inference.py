@@ -74,7 +74,7 @@ def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():
 
     from emseg_monai.inference import scm
     from emseg_monai.inference.block import block_mask
-    from emseg_monai.inference.predict import smoothing_reach
+    from emseg_monai.transforms.windows import smoothing_reach
 
     prob = np.random.default_rng(3).integers(0, 256, (14, 20, 24), dtype=np.uint8)
     smoothed = InferenceSettings(window=3, tile=0, smoothing=1.0)  # sigma 1 slice, 1 pixel

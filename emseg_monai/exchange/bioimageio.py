@@ -33,8 +33,8 @@ import torch
 from emseg_monai import __version__
 from emseg_monai.errors import InputError
 from emseg_monai.exchange.twostage import TwoStageNet, whole_factor
-from emseg_monai.inference.predict import smoothing_reach
 from emseg_monai.inference.settings import InferenceSettings
+from emseg_monai.transforms.windows import smoothing_reach
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from emseg_monai.errors import InputError
-from emseg_monai.inference.predict import smoothing_reach
+from emseg_monai.transforms.windows import smoothing_reach
 
 
 def whole_factor(downsample: float, name: str) -> int:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from emseg_monai.data.normalize import resize_slices, resize_tensor, scaled_size
-from emseg_monai.transforms.windows import check_window, window_indices
+from emseg_monai.transforms.windows import SMOOTHING_TRUNCATE, check_window, window_indices
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,6 @@ def _to_full(prob: torch.Tensor, full: tuple[int, int]) -> np.ndarray:
     """(B, 1, y, x) probabilities -> (B, Y, X) uint8 0..255 at the full slice size."""
     prob = resize_tensor(prob, full).clamp_(0, 1)
     return torch.round(prob[:, 0] * 255).to(torch.uint8).cpu().numpy()
-
-
-SMOOTHING_TRUNCATE = 4.0  # the Gaussian's kernel reaches this many standard deviations
-
-
-def smoothing_reach(smoothing: float) -> int:
-    """Slices on each side that a Gaussian of standard deviation ``smoothing`` slices reads."""
-    return int(SMOOTHING_TRUNCATE * float(smoothing) + 0.5) if smoothing > 0 else 0
 
 
 MIN_SIZE = 32  # a 4-level U-Net needs >= 2 px at its bottleneck for instance norm

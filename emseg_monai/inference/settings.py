@@ -9,7 +9,6 @@ import torch
 
 from emseg_monai.errors import InputError
 from emseg_monai.inference.backends import check_backend
-from emseg_monai.inference.predict import smoothing_reach
 from emseg_monai.options import as_bool, as_choice, as_float, as_int
 
 INPUT_KINDS = ("prob", "mask")
@@ -104,7 +103,9 @@ class InferenceSettings:
     @property
     def scm_halo(self) -> int:
         """Slices of stage-1 probabilities on each side that one final SCM slice depends on: the
-        window's N // 2 plus the smoothing's reach (``predict.smoothing_reach``)."""
+        window's N // 2 plus the smoothing's reach (``transforms.windows.smoothing_reach``)."""
+        from emseg_monai.transforms.windows import smoothing_reach
+
         return self.window // 2 + smoothing_reach(self.smoothing)
 
     def replace(self, **changes: Any) -> InferenceSettings:

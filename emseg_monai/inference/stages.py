@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from emseg_monai.errors import InputError
-from emseg_monai.inference.predict import predict_stack, smoothing_reach
+from emseg_monai.inference.predict import predict_stack
 from emseg_monai.inference.settings import InferenceSettings
 from emseg_monai.transforms.stacks import intensity_range, normalize_stack, to_mask
-from emseg_monai.transforms.windows import scm_inputs
+from emseg_monai.transforms.windows import scm_inputs, smoothing_reach
 
 __all__ = ["scm", "segment", "stage1", "to_mask"]
 

@@ -8,6 +8,14 @@ from monai.transforms import MapTransform, Transform
 
 from emseg_monai.errors import InputError
 
+SMOOTHING_TRUNCATE = 4.0  # the Gaussian's kernel reaches this many standard deviations
+
+
+def smoothing_reach(smoothing: float) -> int:
+    """Slices on each side that a Gaussian of standard deviation ``smoothing`` slices reads (the
+    SCM's output smoothing in ``predict_stack``)."""
+    return int(SMOOTHING_TRUNCATE * float(smoothing) + 0.5) if smoothing > 0 else 0
+
 
 def check_window(window: int) -> int:
     """Return ``window`` as int after checking it is odd and >= 1 (InputError otherwise)."""
