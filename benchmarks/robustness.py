@@ -14,8 +14,9 @@ Conditions (``--conditions``, comma-separated; default all): ``none``, ``gamma0.
 (intensity ** gamma on the 0..1 scale), ``noise0.08`` (Gaussian, std 0.08 of the range),
 ``blur1.5`` (Gaussian, sigma 1.5 pixels), ``blur1.5+noise0.08``, ``pixels1.6`` / ``pixels1.25`` /
 ``pixels0.8`` (pixels that many times as large as the original's: 8, 6.25 and 4 nm for EPFL's 5 nm),
-``sections2`` / ``sections3`` / ``sections4`` / ``sections8`` (every 2nd, 3rd, 4th, 8th slice kept: sections that many
-times as thick, as in serial-section data; the kept slices that are not labeled are scored).
+``sections2`` / ``sections3`` / ``sections4`` / ``sections8`` (every 2nd, 3rd, 4th, 8th slice kept:
+sections that many times as thick, as in serial-section data; the kept slices that are not labeled
+are scored).
 Conditions that change the voxel size also run with ``match_voxel_size`` off.
 """
 
