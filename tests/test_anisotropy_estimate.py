@@ -11,7 +11,7 @@ from emseg_monai.errors import InputError
 from emseg_monai.inference.voxel_match import scm_suits
 from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC, estimate_anisotropy, image_anisotropy
 from emseg_monai.io.voxels import VoxelSize, resolve_voxel_size
-from emseg_monai.training.pipeline import _voxel_defaults
+from emseg_monai.training.pipeline import _smoothing_default, _voxel_defaults
 from emseg_monai.workflows import inference_config, thick_for_scm
 
 
@@ -134,3 +134,11 @@ def test_the_run_readme_tells_the_estimate_it_used():
     assert "Z/XY ratio 8.0 as estimated from the image" in _decision_text(estimated, {"use_scm": False})
     unknown = {"voxels": {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0, "estimated_anisotropy": 1.1}}
     assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})
+
+
+def test_thick_sections_turn_the_smoothing_off_unless_fine_tuning_or_unknown():
+    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=False) == {"smoothing": 0.0}
+    assert _smoothing_default(VoxelSize(None, "image", 2.0), own_recipe=False) == {"smoothing": 0.0}
+    assert _smoothing_default(VoxelSize(None, "image", 1.9), own_recipe=False) == {}
+    assert _smoothing_default(VoxelSize(None, "unknown", 8.0), own_recipe=False) == {}
+    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=True) == {}
