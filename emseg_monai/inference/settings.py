@@ -10,6 +10,7 @@ import torch
 from emseg_monai.errors import InputError
 from emseg_monai.inference.backends import check_backend
 from emseg_monai.options import as_bool, as_choice, as_float, as_int
+from emseg_monai.transforms.windows import smoothing_reach
 
 INPUT_KINDS = ("prob", "mask")
 
@@ -104,8 +105,6 @@ class InferenceSettings:
     def scm_halo(self) -> int:
         """Slices of stage-1 probabilities on each side that one final SCM slice depends on: the
         window's N // 2 plus the smoothing's reach (``transforms.windows.smoothing_reach``)."""
-        from emseg_monai.transforms.windows import smoothing_reach
-
         return self.window // 2 + smoothing_reach(self.smoothing)
 
     def replace(self, **changes: Any) -> InferenceSettings:

@@ -41,6 +41,7 @@ MPP_REPORT = "mpp_check.json"
 # finishing a run that falls back to stage 1: the labeled slices' ground truth in, nothing else changed
 KEEP_LABELS_ONLY = {"min_size": 0, "spread": False, "vote_distances": (), "bracket_vote": False}
 REFERENCE_MPP_PIXEL_NM = 5.0  # mpp.yaml's min_size and spread_min_size are set for 5 nm pixels (EPFL)
+THICK_SECTION_SMOOTHING = 1.0  # the SCM's smoothing for stacks of thick sections (see _smoothing_default)
 
 
 def check_new_folder(path: str | Path, overwrite: bool) -> Path:
@@ -366,16 +367,14 @@ def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool)
     return chosen
 
 
-THICK_SECTION_SMOOTHING = 1.0  # the SCM's smoothing for stacks of thick sections (see _smoothing_default)
-
-
 def _smoothing_default(voxels: VoxelSize, own_recipe: bool) -> dict[str, Any]:
     """A narrower smoothing of the SCM's output for a stack of thick sections (Z/XY >= ``SCM_MAX_Z_RATIO``).
 
     The default sigma (1.5 slices) was chosen on 5 nm sections. On EPFL kept at every 8th / 4th slice
-    (40 / 20 nm sections, one run each, the run's SCM forced on) smoothing 0, 1 and 1.5 scored 91.69 /
-    92.71, **92.09 / 93.41** and 90.86 / 93.32 (stage 1: 91.59 / 92.34; docs/results.md), so such
-    runs write 1. A fine-tuned run keeps its source's setting; an unknown voxel size keeps the default.
+    (40 / 20 nm sections, the run's SCM forced on) smoothing 0, 1 and 1.5 scored 91.69 / 92.71,
+    **92.09 / 93.41** and 90.86 / 93.32 (stage 1: 91.59 / 92.34; a second 20 nm seed: 93.01, **93.40**,
+    93.23; docs/results.md), so such runs write 1. A fine-tuned run keeps its source's setting; an
+    unknown voxel size keeps the default.
     """
     if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
         return {}
