@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", help="float32 or bf16 (training forward passes)")
     parser.add_argument("--plot", help="write the curve to this PNG")
     parser.add_argument("--reuse", action="store_true", help="skip training where the weights already exist")
+    parser.add_argument("--resume", action="store_true", help="with --scm: continue interrupted runs in --output")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data, out = Path(args.data_dir), Path(args.output)
@@ -95,8 +96,9 @@ def main() -> None:
         start = time.perf_counter()
         if args.scm:
             if not (args.reuse and (models / "scm.pt").is_file()):
+                resume = args.resume and (models / "model.pt").is_file()
                 entry["train_seconds"] = train_pipeline(
-                    image, label, labeled, run, stage1=common, scm=common, shared=shared
+                    image, label, labeled, run, stage1=common, scm=common, shared=shared, resume=resume
                 )["seconds"]
         elif not (args.reuse and (models / "model.pt").is_file()):
             run_config(

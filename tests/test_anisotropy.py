@@ -150,17 +150,47 @@ def test_check_keeps_mpp_where_z_is_continuous():
     result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}))
     assert result["checked"] and result["held_out"] == [2, 4, 6, 8, 10]
     assert result["dice"]["mpp"] > result["dice"][STAGE1] + 0.005 and result["use_scm"]
-    assert result["choice"] == "mpp" and "beats stage 1" in result["reason"]
+    assert result["choice"] == "mpp" and "the SCM is used" in result["reason"]
 
 
-def test_check_falls_back_to_stage1_where_slices_do_not_follow_each_other():
+def test_check_falls_back_to_stage1_where_every_candidate_loses():
     truth = _blobs(4, continuous=False)  # objects move every slice: Z votes and spreading mislead
     stage1 = truth.copy()
     stage1[:, :, :2] = ~stage1[:, :, :2]  # a small, slice-local error stage 1 makes
     labeled = np.arange(0, 13, 2)
-    result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}))
-    assert result["dice"]["mpp"] < result["dice"][STAGE1]
-    assert not result["use_scm"] and "stage 1 alone" in result["reason"]
+    small = candidate_settings({"min_size": 4, "spread_min_size": 4})
+    assert (
+        check_mpp(stage1, truth, labeled, small)["dice"]["mpp"]
+        < check_mpp(stage1, truth, labeled, small)["dice"][STAGE1]
+    )
+    # discs of about 80 px under a min_size of 100: cleaning alone loses them too
+    large = candidate_settings({"min_size": 100, "spread_min_size": 4})
+    result = check_mpp(stage1, truth, labeled, large)
+    loss = max(v for k, v in result["dice"].items() if k != STAGE1) - result["dice"][STAGE1]
+    assert loss < -0.002  # more than the default margin's -0.1 Dice below stage 1
+    assert (
+        not result["use_scm"]
+        and "stage 1 alone" in result["reason"]
+        and "below the margin of -0.10" in result["reason"]
+    )
+    tolerant = check_mpp(stage1, truth, labeled, large, loss - 1e-3)
+    assert tolerant["use_scm"] and "the SCM is used" in tolerant["reason"]  # a negative margin tolerates the loss
+
+
+def test_check_uses_the_scm_where_cleaning_only_ties_stage1():
+    truth = _blobs(4, continuous=False)
+    stage1 = truth.copy()
+    stage1[:, :, :2] = ~stage1[:, :, :2]
+    result = check_mpp(stage1, truth, np.arange(0, 13, 2), candidate_settings({"min_size": 4, "spread_min_size": 4}))
+    assert result["dice"]["mpp"] < result["dice"][STAGE1] == result["dice"]["mpp cleaning only"]
+    assert result["use_scm"] and result["choice"] == "mpp cleaning only"  # the SCM learns stage 1's own masks
+
+
+@pytest.mark.parametrize("margin", [2.0, -1.5, "high", True])
+def test_run_mpp_names_a_bad_check_margin(tiny_data, tmp_path, margin):
+    with pytest.raises(InputError, match="check_margin"):
+        run_mpp(tiny_data / "label.tif", tiny_data / "label.tif", "every:3", tmp_path / "t.tif", True, margin)
+    assert not (tmp_path / "t.tif").exists()
 
 
 def test_check_needs_three_labeled_slices():
@@ -180,8 +210,8 @@ def test_check_uses_the_scm_from_a_gain_of_the_margin_on():
         result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), margin)
         assert result["use_scm"] is used, (margin, result["reason"])
     config = yaml.safe_load((Path(default_bundle_root()) / "configs" / "mpp.yaml").read_text())
-    assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == 0.0015
-    assert inspect.signature(run_mpp).parameters["check_margin"].default == 0.0015
+    assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == -0.001
+    assert inspect.signature(run_mpp).parameters["check_margin"].default == -0.001
 
 
 TINY_STAGE = {"epochs": 1, "iterations_per_epoch": 2, "batch_size": 2, "crop_size": 32, "val_slices": "none"}

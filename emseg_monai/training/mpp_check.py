@@ -9,13 +9,15 @@ candidate MPP setting gets one Dice over both folds (voxels pooled).
 
 Stage 1 has seen the hidden slices in training, so its score there is optimistic, and MPP works
 there with labeled slices twice as far apart as in the run: the check leans towards stage 1, the
-safe side. The decision: the best candidate gives the targets; the SCM is used (``use_scm``) only
-when that candidate beats stage 1 by at least ``margin``. The default 0.15 Dice was set from EPFL's
-label curves (docs/results.md): the check's gain runs below the SCM's own gain on the unlabeled
-slices. Where the check gained +0.19 to +0.43 (8 and 16 labeled slices) the SCM added +0.67 to
-+1.22; where it gained -0.07 to +0.09 (4 and 8 labeled slices, 40 nm sections) the SCM added
--0.19 to +0.10. 0.15 lies between the two groups (0.2, the default up to emseg-monai 0.8.0, missed
-the +0.92 of the 16-slice run with the shipped schedule, whose check gave +0.19).
+safe side. The decision: the best candidate gives the targets; the SCM is used (``use_scm``) when
+that candidate's Dice minus stage 1's is at least ``margin``. The default, -0.1 Dice since
+emseg-monai 0.8.8, reads "MPP is not worse than stage 1 beyond the check's noise": with the
+smoothing of the SCM's output (0.8.6, 0.8.7), all eight runs whose check came out between -0.07
+and +0.09 (EPFL with 4 and 8 labeled slices, the 20 nm and 40 nm section proxies, two seeds each)
+gained +0.30 to +1.07 Dice from the SCM on their unlabeled slices, and the margin of 0.15 used
+until then kept stage 1 on all of them (docs/results.md, "Your own stack"). A check well below zero
+(MPP losing on the user's own labels, as on thick sections before MPP's Z steps followed the
+voxel size) still keeps stage 1.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 STAGE1 = "stage 1"
 MIN_LABELED = 3  # two outer labeled slices bracket at least one that can be hidden
-MARGIN = 0.0015  # Dice (0..1), i.e. 0.15: the default of check_mpp, run_mpp and mpp.yaml (see module doc)
+MARGIN = -0.001  # Dice (0..1), i.e. -0.1: the default of check_mpp, run_mpp and mpp.yaml (see module doc)
 
 
 def candidate_settings(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,7 +65,7 @@ def check_mpp(
     candidates : mapping
         Name -> ``mpp`` keyword arguments (``candidate_settings``).
     margin : float
-        Dice (0..1) a candidate must gain over stage 1 for the SCM to be used.
+        Dice (0..1) the best candidate minus stage 1 must reach for the SCM to be used (may be negative).
 
     Returns
     -------
@@ -101,13 +103,11 @@ def check_mpp(
     gain = dice[choice] - dice[STAGE1]
     use_scm = bool(gain >= margin)
     scores = ", ".join(f"{name} {100 * d:.2f}" for name, d in dice.items())
+    against = f"{100 * gain:+.2f} Dice against stage 1 on {held.size} hidden labeled slices ({scores})"
     if use_scm:
-        reason = f"'{choice}' beats stage 1 by {100 * gain:.2f} Dice on {held.size} hidden labeled slices ({scores})"
+        reason = f"'{choice}' {against}, not below the margin of {100 * margin:+.2f}: the SCM is used"
     else:
-        reason = (
-            f"MPP does not beat stage 1 by {100 * margin:.2f} Dice on {held.size} hidden labeled slices ({scores}): "
-            "the run segments with stage 1 alone"
-        )
+        reason = f"MPP {against}, below the margin of {100 * margin:+.2f}: the run segments with stage 1 alone"
     return {
         "checked": True,
         "held_out": [int(z) for z in held],
