@@ -67,7 +67,8 @@ def run_mpp(
     candidates = candidate_settings(mpp_kwargs)
     start = time.perf_counter()
     if as_bool(check, "check"):
-        result = check_mpp(mask, labels, labeled, candidates, as_float(check_margin, "check_margin", minimum=-1.0, maximum=1.0))
+        margin = as_float(check_margin, "check_margin", minimum=-1.0, maximum=1.0)
+        result = check_mpp(mask, labels, labeled, candidates, margin)
         logger.info("MPP check (%.1f s): %s", time.perf_counter() - start, result["reason"])
     else:
         result = {"checked": False, "choice": "mpp", "use_scm": True, "reason": "not checked (check: false)"}
