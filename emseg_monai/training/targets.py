@@ -60,14 +60,15 @@ def run_mpp(
     from MPP (``mpp_check.check_mpp``), builds the targets with the best candidate, and writes the
     figures and the decision (``use_scm``) as JSON to ``report_file`` (when given).
     """
+    checked = as_bool(check, "check")
+    margin = as_float(check_margin, "check_margin", minimum=-1.0, maximum=1.0)
     mask = read_mask(mask_file)
     labels = read_mask(label_file, shape=mask.shape)
     labeled = parse_slice_spec(labeled_slices, mask.shape[0])
     Path(output_file).parent.mkdir(parents=True, exist_ok=True)
     candidates = candidate_settings(mpp_kwargs)
     start = time.perf_counter()
-    if as_bool(check, "check"):
-        margin = as_float(check_margin, "check_margin", minimum=-1.0, maximum=1.0)
+    if checked:
         result = check_mpp(mask, labels, labeled, candidates, margin)
         logger.info("MPP check (%.1f s): %s", time.perf_counter() - start, result["reason"])
     else:
