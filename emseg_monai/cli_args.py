@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
             ),
             ("--window", "SCM window N, odd ({scm_train:scm_window}; from the voxel size when known)", int),
             ("--voxel-size", "Z,Y,X in nm, e.g. 45,5,5 (default: the file's; else Z/XY estimated from the image)"),
-            ("--use-scm", "auto (default: the SCM only where MPP's check says it helps), true or false"),
+            ("--use-scm", "auto (default: the SCM unless MPP's check finds MPP worse than stage 1), true or false"),
             ("--min-size", "MPP smallest object, px per slice ({mpp:min_size})", int),
             ("--spread-min-size", "MPP smallest spread piece, px ({mpp:spread_min_size})", int),
             ("--erosions-per-step", "MPP erosions per slice step ({mpp:erosions_per_step})", int),
