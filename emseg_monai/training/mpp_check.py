@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 STAGE1 = "stage 1"
 MIN_LABELED = 3  # two outer labeled slices bracket at least one that can be hidden
-MARGIN = -0.001  # Dice (0..1), i.e. -0.1: the default of check_mpp, run_mpp and mpp.yaml (see module doc)
+# a Dice difference (-1..1), i.e. -0.1 Dice: the default of check_mpp, run_mpp and mpp.yaml (see module doc)
+MARGIN = -0.001
 
 
 def candidate_settings(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -65,7 +66,7 @@ def check_mpp(
     candidates : mapping
         Name -> ``mpp`` keyword arguments (``candidate_settings``).
     margin : float
-        Dice (0..1) the best candidate minus stage 1 must reach for the SCM to be used (may be negative).
+        Dice difference (-1..1) the best candidate minus stage 1 must reach for the SCM to be used.
 
     Returns
     -------
