@@ -3,6 +3,7 @@
 import inspect
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,14 @@ def test_check_uses_the_scm_from_a_gain_of_the_margin_on():
     for margin, used in ((best - 1e-3, True), (best + 1e-3, False)):
         result = check_mpp(stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), margin)
         assert result["use_scm"] is used, (margin, result["reason"])
+    shown = round(100 * best, 2)  # a margin just above the gain that prints the same to 2 decimals
+    assert 100 * best < shown + 0.004
+    close = check_mpp(
+        stage1, truth, labeled, candidate_settings({"min_size": 4, "spread_min_size": 4}), (shown + 0.004) / 100
+    )
+    assert not close["use_scm"]
+    assert re.search(rf"MPP \{shown:+.2f}\d Dice against", close["reason"]), close["reason"]  # 3 decimals
+    assert f"margin of {shown:+.2f}:" in close["reason"]
     config = yaml.safe_load((Path(default_bundle_root()) / "configs" / "mpp.yaml").read_text())
     assert config["check_margin"] == inspect.signature(check_mpp).parameters["margin"].default == -0.001
     assert inspect.signature(run_mpp).parameters["check_margin"].default == -0.001

@@ -104,7 +104,10 @@ def check_mpp(
     gain = dice[choice] - dice[STAGE1]
     use_scm = bool(gain >= margin)
     scores = ", ".join(f"{name} {100 * d:.2f}" for name, d in dice.items())
-    against = f"{100 * gain:+.2f} Dice against stage 1 on {held.size} hidden labeled slices ({scores})"
+    digits = (
+        2 if f"{100 * gain:+.2f}" != f"{100 * margin:+.2f}" else 3
+    )  # "-0.104, below -0.10", not "-0.10, below -0.10"
+    against = f"{100 * gain:+.{digits}f} Dice against stage 1 on {held.size} hidden labeled slices ({scores})"
     if use_scm:
         reason = f"'{choice}' {against}, not below the margin of {100 * margin:+.2f}: the SCM is used"
     else:
