@@ -13,6 +13,11 @@ Stacks (``--stacks``, comma-separated):
   21 slices), labeled every 4th of those (0, 4, ..., 20): a proxy of serial-section TEM;
 - ``epfl8raw``: the same stack written without any voxel size (a plain TIFF, as many
   serial-section stacks travel): the run estimates the Z/XY ratio from the image;
+- ``epfl8rough``: a rougher serial-section proxy: sections 30 to 50 nm apart at random (every 6th
+  to 10th slice, 40 nm on average, recorded as 40 nm) and each section shifted in Y and X by a
+  random residual misalignment (normal, std 6 pixels = 30 nm, at most 24), image and label
+  together, cropped to 720 x 976; labeled every 4th section. Seeded (``ROUGH_SEED``): the same
+  stack on every run;
 - ``NAME=IMAGE;LABEL;LABELED[;Z,Y,X]`` (``--stack``, repeatable): any other stack with labels.
 
     python benchmarks/generalisation.py --data-dir ../shared/data/epfl --output runs/gen --stacks epfl8 \\
@@ -42,6 +47,8 @@ from emseg_monai.training.pipeline import train_pipeline
 from emseg_monai.training.targets import finish_stack, run_mpp
 from emseg_monai.workflows import segment_file
 
+ROUGH_SEED = 8  # the epfl8rough stack's draw of gaps and shifts
+ROUGH_SHIFT_STD, ROUGH_SHIFT_MAX = 6.0, 24  # residual misalignment, pixels
 STAGE_OPTIONS = ("epochs", "iterations_per_epoch", "precision", "seed")
 OUTPUTS = (
     ("stage 1", "stage1_mask.tif"),
@@ -55,7 +62,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with EPFL's training.tif and training_groundtruth.tif")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--stacks", default="epfl,epfl8", help="epfl, epfl8, epfl8raw (comma-separated; '' for none)")
+    parser.add_argument(
+        "--stacks", default="epfl,epfl8", help="epfl, epfl8, epfl8raw, epfl8rough (comma-separated; '' for none)"
+    )
     parser.add_argument("--stack", action="append", default=[], help="NAME=IMAGE;LABEL;LABELED[;Z,Y,X nm]")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--iterations", dest="iterations_per_epoch", type=int)
@@ -105,7 +114,36 @@ def epfl_stacks(data: Path, out: Path, names: list[str]) -> dict[str, tuple]:
                 write_calibrated(folder / "label.tif", label[::8], voxel),
                 "every:4",
             )
+    if "epfl8rough" in names:
+        folder = out / "data_epfl8rough"
+        folder.mkdir(parents=True, exist_ok=True)
+        rough_image, rough_label = rough_sections(image, label)
+        stacks["epfl8rough"] = (
+            write_calibrated(folder / "image.tif", rough_image, (40, 5, 5)),
+            write_calibrated(folder / "label.tif", rough_label, (40, 5, 5)),
+            "every:4",
+        )
     return stacks
+
+
+def rough_sections(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Irregularly spaced, misaligned sections of an isotropic (Z, Y, X) stack and its label.
+
+    Slices 6 to 10 apart at random; each kept slice cropped at a random offset (the same for image
+    and label, as a label drawn on the misaligned section would be). Returns (Z', Y - 48, X - 48).
+    """
+    rng = np.random.default_rng(ROUGH_SEED)
+    z, kept = 0, []
+    while z < image.shape[0]:
+        kept.append(z)
+        z += int(rng.integers(6, 11))
+    m = ROUGH_SHIFT_MAX
+    shifts = np.clip(np.rint(rng.normal(0, ROUGH_SHIFT_STD, (len(kept), 2))), -m, m).astype(int)
+    h, w = image.shape[1] - 2 * m, image.shape[2] - 2 * m
+    crops = [(m + dy, m + dx) for dy, dx in shifts]
+    rough_image = np.stack([image[z, y : y + h, x : x + w] for z, (y, x) in zip(kept, crops)])
+    rough_label = np.stack([label[z, y : y + h, x : x + w] for z, (y, x) in zip(kept, crops)])
+    return rough_image, rough_label
 
 
 def run_stack(args: argparse.Namespace, name: str, image: Path, label: Path, labeled: str, voxel, out: Path) -> dict:
@@ -177,7 +215,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = [s for s in args.stacks.split(",") if s]
     if names and not args.data_dir:
-        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8, epfl8raw")
+        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8, epfl8raw, epfl8rough")
     stacks = {k: (*v, None) for k, v in epfl_stacks(Path(args.data_dir or "."), out, names).items()}
     for spec in args.stack:
         name, _, rest = spec.partition("=")
