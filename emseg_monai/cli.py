@@ -45,7 +45,7 @@ CHECKED += ["voxel_size", "use_scm", "intensity_prob"]
 # emseg segment options -> inference.yaml keys (a flag left off keeps the config's default)
 SEGMENT = dict(flips="flips", batch_size="batch_size", backend="backend", save_stage1="save_stage1", device="device")
 SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers", scheduler="dask_scheduler")
-SEGMENT.update(voxel_size="voxel_size", smoothing="smoothing")
+SEGMENT.update(voxel_size="voxel_size", smoothing="smoothing", smoothing_z="smoothing_z")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "({inference:smoothing}; 0: none)",
                 float,
             ),
+            (
+                "--smoothing-z",
+                "that Gaussian's sigma along Z alone, in slices, --smoothing then acting in Y and X (0 for sections "
+                "that do not line up in Y and X; none: --smoothing's sigma; {inference:smoothing_z})",
+            ),
             ("--batch-size", "slices per forward pass ({inference:batch_size})", int),
             ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),
             ("--save-stage1", "also write the stage-1 probabilities and masks", "flag"),

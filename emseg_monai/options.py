@@ -71,6 +71,15 @@ def as_float(value: Any, name: str, minimum: float | None = None, maximum: float
     return number
 
 
+def as_optional_float(
+    value: Any, name: str, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    """None for None or the text none / null (a bundle command line's spelling), else ``as_float``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        return None
+    return as_float(value, name, minimum, maximum)
+
+
 def as_range(value: Any, name: str, minimum: float, maximum: float) -> tuple[float, float]:
     """``value`` as a (low, high) pair of floats with ``minimum <= low <= high <= maximum``.
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # annotations only: importing torch here would slow every com
 
 logger = logging.getLogger(__name__)
 
+SMOOTHING_KEYS = ("smoothing", "smoothing_z")  # inference settings that older run folders may lack
+
 
 def resolve_bundle(path: str | Path | None = None) -> Path:
     """The bundle folder ``path`` names (itself, or the parent of its ``models/``); default: the shipped one.
@@ -103,12 +105,14 @@ def segment_file(
 ) -> list[dict[str, Any]]:
     """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures.
 
-    A ``smoothing`` override also reaches run folders written before the option existed
-    (emseg-monai < 0.8.6, whose ``settings`` do not name it).
+    ``smoothing`` and ``smoothing_z`` overrides also reach run folders written before the options
+    existed (emseg-monai < 0.8.6 and < 0.8.9, whose ``settings`` do not name them).
     """
     root = resolve_bundle(bundle)
-    if overrides.get("smoothing") is not None and "smoothing" not in inference_config(root)["settings"]:
-        overrides["settings#smoothing"] = overrides["smoothing"]
+    settings = inference_config(root)["settings"]
+    for key in SMOOTHING_KEYS:
+        if overrides.get(key) is not None and key not in settings:
+            overrides[f"settings#{key}"] = overrides[key]
     return run_config(["inference.yaml"], root, image_file=str(image_file), output_file=str(output_file), **overrides)
 
 
@@ -135,8 +139,9 @@ def load_bundle_networks(
     parser["match_voxel_size"] = overrides.pop("match_voxel_size", False)  # arrays: no file, no voxel size
     for key, value in overrides.items():
         parser[key] = value
-    if "smoothing" in overrides and "smoothing" not in parser["settings"]:  # a run folder from before 0.8.6
-        parser["settings"]["smoothing"] = overrides["smoothing"]
+    for key in SMOOTHING_KEYS:
+        if key in overrides and key not in parser["settings"]:  # a run folder from before 0.8.6 / 0.8.9
+            parser["settings"][key] = overrides[key]
     stage1 = parser.get_parsed_content("network").eval()
     scm = parser.get_parsed_content("scm_network")
     return stage1, scm.eval() if scm is not None else None, parser.get_parsed_content("settings"), root

@@ -96,6 +96,10 @@ CASES = {
     "output exists": (["segment", "image.tif", "existing.tif"], ["exists", "existing.tif"]),
     "--scm with --no-scm": (["segment", "image.tif", "out.tif", "--scm", "--no-scm"], ["--no-scm and --scm"]),
     "negative smoothing": (["segment", "image.tif", "out.tif", "--smoothing", "-1"], ["smoothing must be", "got -1"]),
+    "Z smoothing not a number": (
+        ["segment", "image.tif", "out.tif", "--smoothing-z", "flat"],
+        ["smoothing_z must be a number", "'flat'"],
+    ),
     "segment on a missing GPU": (["segment", "image.tif", "out.tif", "--device", "cuda"], ["'cuda'", "use cpu"]),
     "masks to a picture format": (["segment", "image.tif", "out.png"], ["unsupported output format '.png'", "out.png"]),
     "report exists": (["evaluate", "label.tif", "label.tif", "--csv", "existing.tif"], ["exists", "existing.tif"]),

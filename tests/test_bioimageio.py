@@ -25,10 +25,17 @@ def _nets(window):
 
 
 @pytest.mark.parametrize(
-    "factor, window, kind, smoothing",
-    [(1, 3, "prob", 0.0), (2, 5, "prob", 1.5), (2, 3, "mask", 1.0), (1, 3, "prob", 1.0)],
+    "factor, window, kind, smoothing, smoothing_z",
+    [
+        (1, 3, "prob", 0.0, None),
+        (2, 5, "prob", 1.5, None),
+        (2, 3, "mask", 1.0, None),
+        (1, 3, "prob", 1.0, None),
+        (1, 3, "prob", 1.0, 0.0),  # Y and X only
+        (2, 3, "prob", 0.0, 1.0),  # Z only
+    ],
 )
-def test_one_graph_equals_the_two_stages(factor, window, kind, smoothing):
+def test_one_graph_equals_the_two_stages(factor, window, kind, smoothing, smoothing_z):
     stage1, scm = _nets(window)
     settings = InferenceSettings(
         window=window,
@@ -38,10 +45,11 @@ def test_one_graph_equals_the_two_stages(factor, window, kind, smoothing):
         backend="torch",
         tile=0,
         smoothing=smoothing,
+        smoothing_z=smoothing_z,
     )
     image = make_synthetic_stack((9, 64, 96), seed=2)[0]
     expected = segment(image, stage1, scm, settings, progress=False)
-    net = TwoStageNet(stage1, scm, window, factor, factor, kind, chunk=4, smoothing=smoothing)
+    net = TwoStageNet(stage1, scm, window, factor, factor, kind, chunk=4, smoothing=smoothing, smoothing_z=smoothing_z)
     graph = torch.jit.script(net.eval())
     x = torch.from_numpy(normalize_stack(image))[None, None]
     with torch.inference_mode():
@@ -50,7 +58,7 @@ def test_one_graph_equals_the_two_stages(factor, window, kind, smoothing):
         twice = graph(torch.cat([x, other]))  # a batch of two stacks: each on its own
         alone = graph(other)
     stored = torch.round(prob[0, 0] * 255).to(torch.uint8).numpy()
-    if smoothing == 0:
+    if max(smoothing, smoothing_z or 0) == 0:
         np.testing.assert_array_equal(stored, expected["final_prob"])
     else:  # float32 sums here, SciPy's float64 there: a voxel may round the other way
         steps = np.abs(stored.astype(int) - expected["final_prob"])

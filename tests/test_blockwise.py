@@ -109,7 +109,11 @@ def test_interrupted_run_resumes_and_skips_finished_blocks(nets, volume, referen
     recorded.write_text(json.dumps(older))
     with pytest.raises(InputError, match="predates the smoothing: resume with smoothing 0"):
         segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, resume=True, progress=False)
-    recorded.write_text(kept)
+    with pytest.raises(InputError, match="other settings"):  # another Z sigma: other masks
+        segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS.replace(smoothing_z=0), 4, resume=True)
+    older = json.loads(kept)
+    del older["smoothing_z"]  # as emseg-monai < 0.8.9 recorded it: one sigma in all axes, as SETTINGS has
+    recorded.write_text(json.dumps(older))
     stats = segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS, block=4, resume=True, progress=False)
     assert stats["skipped"] == 2 and stats["blocks"] == 3
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], reference)

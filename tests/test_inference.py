@@ -105,11 +105,42 @@ def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():
         InferenceSettings(smoothing="wide")
 
 
+def test_a_z_sigma_of_its_own_smooths_each_axis_as_asked_and_blocks_still_equal_the_whole_stack():
+    from scipy.ndimage import gaussian_filter
+
+    from emseg_monai.inference import scm
+    from emseg_monai.inference.block import block_mask
+
+    prob = np.random.default_rng(4).integers(0, 256, (14, 20, 24), dtype=np.uint8)
+    flat = InferenceSettings(window=3, tile=0, smoothing=1.0, smoothing_z=0)  # Y and X only
+    raw = scm(MeanOfWindow(), prob, flat.replace(smoothing=0), progress=False)
+    only_yx = scm(MeanOfWindow(), prob, flat, progress=False)
+    assert np.abs(only_yx.astype(np.float32) - gaussian_filter(raw.astype(np.float32), (0, 1, 1))).max() <= 1.01
+    assert flat.scm_halo == 1 and flat.z_smoothing == 0  # no slice beyond the SCM's window is read
+    # Z alone (XY sigma 0), and the usual single sigma when smoothing_z is None
+    only_z = scm(MeanOfWindow(), prob, flat.replace(smoothing=0, smoothing_z=2.0), progress=False)
+    assert np.abs(only_z.astype(np.float32) - gaussian_filter(raw.astype(np.float32), (2, 0, 0))).max() <= 1.01
+    assert flat.replace(smoothing_z=None).z_smoothing == 1.0 and flat.replace(smoothing_z=2.0).scm_halo == 1 + 8
+    wide_z = flat.replace(smoothing=0.5, smoothing_z=1.5)
+    whole = scm(MeanOfWindow(), prob, wide_z, progress=False)
+    for z0, z1 in [(0, 3), (6, 9), (12, 14)]:  # the Z sigma's reach is read beyond each block
+        np.testing.assert_array_equal(scm(MeanOfWindow(), prob, wide_z, np.arange(z0, z1), False), whole[z0:z1])
+        mask = block_mask(np.zeros_like(prob), prob, z0, z1, (0, 1), (MeanOfWindow(), MeanOfWindow()), wide_z)
+        np.testing.assert_array_equal(mask, to_mask(whole[z0:z1], 0.5))
+    assert InferenceSettings(smoothing_z="none").smoothing_z is None  # a bundle command line's spelling
+    assert InferenceSettings(smoothing_z="0").smoothing_z == 0.0
+    with pytest.raises(ValueError, match="smoothing_z must be between 0 and 8, got 9"):
+        InferenceSettings(smoothing_z=9)
+    with pytest.raises(ValueError, match="smoothing_z must be a number, got 'flat'"):
+        InferenceSettings(smoothing_z="flat")
+
+
 def test_library_default_smoothing_is_the_bundles():
     from emseg_monai.workflows import inference_config
 
     config = inference_config()  # the shipped bundle's inference.yaml
     assert InferenceSettings().smoothing == float(config["smoothing"]) > 0  # StackInferer users get it too
+    assert InferenceSettings().smoothing_z is None and config["smoothing_z"] is None  # one sigma in all axes
 
 
 def test_predict_stack_rejects_even_window_and_2d():

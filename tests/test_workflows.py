@@ -34,3 +34,24 @@ def test_segment_file_names_missing_weights(tmp_path, tiny_data):
 
     assert "model.pt" in str(_find(info.value, InputError))
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_path, tiny_run, tiny_data):
+    import re
+    import shutil
+
+    from emseg_monai.io import read_stack
+    from emseg_monai.workflows import load_bundle_networks
+
+    older = tmp_path / "run"
+    shutil.copytree(tiny_run, older)
+    config = older / "configs" / "inference.yaml"
+    text = re.sub(r"(?m)^\s*smoothing_z: .*\n", "", config.read_text())  # as emseg-monai < 0.8.9 wrote it
+    config.write_text(text)
+    assert "smoothing_z" not in text
+    assert load_bundle_networks(older)[2].smoothing_z is None  # one sigma in all axes, as that version did
+    assert load_bundle_networks(older, smoothing_z=0)[2].smoothing_z == 0.0
+    flat, usual = tmp_path / "flat.tif", tmp_path / "usual.tif"
+    segment_file(tiny_data / "image.tif", flat, older, smoothing=2.0, smoothing_z=0)
+    segment_file(tiny_data / "image.tif", usual, older, smoothing=2.0)
+    assert (read_stack(flat) != read_stack(usual)).any()  # the override took effect

@@ -83,6 +83,7 @@ class BundleModel:
             s.threshold,
             chunk,
             s.smoothing,
+            s.smoothing_z,
         ).eval()
 
 
@@ -176,12 +177,19 @@ def _cover(path: Path, stack: np.ndarray, mask: np.ndarray) -> None:
 def _documentation(model: BundleModel, factor: int) -> str:
     s = model.settings
     halo_z = z_halo(model)
-    smoothed = (
-        f"the SCM's probabilities are smoothed by a 3D Gaussian of {s.smoothing:g} slices and network pixels, then"
-        if model.scm is not None and s.smoothing > 0
-        else "then"
-    )
-    reach = smoothing_reach(s.smoothing) if model.scm is not None else 0
+    along_z = s.z_smoothing
+    if model.scm is None or max(s.smoothing, along_z) == 0:
+        smoothed = "then"
+    elif along_z == s.smoothing:
+        smoothed = (
+            f"the SCM's probabilities are smoothed by a 3D Gaussian of {s.smoothing:g} slices and network pixels, then"
+        )
+    else:
+        smoothed = (
+            f"the SCM's probabilities are smoothed by a Gaussian of {along_z:g} slices along Z and"
+            f" {s.smoothing:g} network pixels in Y and X, then"
+        )
+    reach = smoothing_reach(along_z) if model.scm is not None else 0
     ends = (
         f" Within {reach} slices of a stack's ends the smoothing reads the SCM's output on the repeated end"
         " slices, where emseg-monai mirrors its output about the end: a few voxels there can differ."

@@ -152,6 +152,8 @@ class TwoStageNet(torch.nn.Module):
         The SCM's probabilities smoothed as ``predict_stack`` does (a 3D Gaussian of this standard
         deviation in slices and network pixels, before they are resized); 0: none. Along Z the
         stack's ends (``_stack_ends``) mirror.
+    smoothing_z : float or None
+        Its standard deviation along Z alone (``smoothing`` then acts in Y and X); None: ``smoothing``.
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class TwoStageNet(torch.nn.Module):
         threshold: float = 0.5,
         chunk: int = 8,
         smoothing: float = 0.0,
+        smoothing_z: float | None = None,
     ) -> None:
         super().__init__()
         self.stage1 = _Stage(stage1, whole_factor(stage1_downsample, "stage1_downsample"), chunk)
@@ -175,17 +178,19 @@ class TwoStageNet(torch.nn.Module):
         self.half = int(window) // 2
         self.as_mask = input_kind == "mask"
         self.threshold = float(threshold)
-        self.smooth = float(smoothing) > 0
-        self.register_buffer("weights", gaussian_weights(smoothing) if self.smooth else torch.ones(1))
+        along_z = float(smoothing if smoothing_z is None else smoothing_z)
+        self.smooth = max(float(smoothing), along_z) > 0
+        self.register_buffer("z_weights", gaussian_weights(along_z) if along_z > 0 else torch.ones(1))
+        self.register_buffer("yx_weights", gaussian_weights(smoothing) if float(smoothing) > 0 else torch.ones(1))
 
     def _smooth(self, prob: torch.Tensor, batch: int, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """(B * Z, 1, y, x) SCM probabilities at network resolution, smoothed in Z, Y and X."""
-        radius = (self.weights.shape[0] - 1) // 2
+        radius = (self.z_weights.shape[0] - 1) // 2
         index = _neighbours(batch, prob.shape[0] // batch, radius, first, last, mirror=True)
         out = torch.zeros_like(prob)
         for k in range(index.shape[1]):
-            out = out + self.weights[k] * prob[index[:, k]]
-        return _smooth_yx(_smooth_yx(out, self.weights, -2), self.weights, -1)
+            out = out + self.z_weights[k] * prob[index[:, k]]
+        return _smooth_yx(_smooth_yx(out, self.yx_weights, -2), self.yx_weights, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, z, height, width = x.shape[0], x.shape[2], x.shape[3], x.shape[4]

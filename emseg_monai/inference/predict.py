@@ -30,6 +30,7 @@ def predict_stack(
     tile: int = 1024,
     prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     smoothing: float = 0.0,
+    smoothing_z: float | None = None,
 ) -> np.ndarray:
     """Probabilities of a one-output-channel 2D network for every slice of a stack (or ``centers``).
 
@@ -70,6 +71,9 @@ def predict_stack(
         output probabilities at the network's resolution, before they are resized back (a float32
         copy of the outputs at that resolution is then held). It reads the outputs of all
         ``centers`` (the stack's ends mirrored), so callers widen ``centers`` by ``smoothing_reach``.
+    smoothing_z : float or None
+        The Gaussian's standard deviation along Z alone (``smoothing`` then acts in Y and X); None:
+        ``smoothing`` along Z too. The reach of this one is what callers widen ``centers`` by.
 
     Returns
     -------
@@ -88,7 +92,8 @@ def predict_stack(
     out = np.empty((wanted.size, *full), dtype=np.uint8)
     network.eval()
     batches = range(0, wanted.size, batch_size)
-    low = np.empty((wanted.size, *small), np.float32) if smoothing > 0 else None
+    sigma = (float(smoothing if smoothing_z is None else smoothing_z), float(smoothing), float(smoothing))
+    low = np.empty((wanted.size, *small), np.float32) if max(sigma) > 0 else None
     with torch.inference_mode():
         for start in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             batch_centers = wanted[start : start + batch_size]
@@ -101,7 +106,7 @@ def predict_stack(
         if low is not None:
             from scipy.ndimage import gaussian_filter
 
-            gaussian_filter(low, float(smoothing), output=low, mode="reflect", truncate=SMOOTHING_TRUNCATE)
+            gaussian_filter(low, sigma, output=low, mode="reflect", truncate=SMOOTHING_TRUNCATE)
             for start in batches:
                 stop = min(start + batch_size, wanted.size)
                 out[start:stop] = _to_full(torch.from_numpy(low[start:stop, None]).to(device), full)

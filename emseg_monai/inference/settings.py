@@ -9,7 +9,7 @@ import torch
 
 from emseg_monai.errors import InputError
 from emseg_monai.inference.backends import check_backend
-from emseg_monai.options import as_bool, as_choice, as_float, as_int
+from emseg_monai.options import as_bool, as_choice, as_float, as_int, as_optional_float
 from emseg_monai.transforms.windows import smoothing_reach
 
 INPUT_KINDS = ("prob", "mask")
@@ -52,6 +52,10 @@ class InferenceSettings:
         they are resized and thresholded: this many slices along Z and network pixels in Y and X
         (at ``scm_downsample`` 2, 1.5 means (1.5, 3, 3) input voxels); 0: none. Stage 1 alone is
         never smoothed. On EPFL +0.1 to +0.3 Dice (docs/results.md, "Smoothing the final probabilities").
+    smoothing_z : float or None
+        The Gaussian's standard deviation along Z alone, in slices (``smoothing`` then acts in Y and
+        X only); None: ``smoothing`` in all three axes. 0 keeps each slice's own SCM output, for
+        sections that do not line up in Y and X (docs/results.md, "A rough serial-section stack").
     tile : int
         Slices larger than this (at network resolution) run in blended tiles; 0: never tile.
     backend : str
@@ -74,6 +78,7 @@ class InferenceSettings:
     batch_size: int = 4
     flips: bool = False
     smoothing: float = 1.5
+    smoothing_z: float | None = None
     tile: int = 1024
     backend: str = "auto"
     use_scm: bool = True
@@ -92,6 +97,7 @@ class InferenceSettings:
             "batch_size": as_int(self.batch_size, "batch_size", minimum=1),
             "flips": as_bool(self.flips, "flips"),
             "smoothing": as_float(self.smoothing, "smoothing", minimum=0.0, maximum=8.0),
+            "smoothing_z": as_optional_float(self.smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0),
             "tile": as_int(self.tile, "tile_size", minimum=0),
             "backend": check_backend(self.backend),
             "use_scm": as_bool(self.use_scm, "use_scm"),
@@ -104,8 +110,13 @@ class InferenceSettings:
     @property
     def scm_halo(self) -> int:
         """Slices of stage-1 probabilities on each side that one final SCM slice depends on: the
-        window's N // 2 plus the smoothing's reach (``transforms.windows.smoothing_reach``)."""
-        return self.window // 2 + smoothing_reach(self.smoothing)
+        window's N // 2 plus the smoothing's reach along Z (``transforms.windows.smoothing_reach``)."""
+        return self.window // 2 + smoothing_reach(self.z_smoothing)
+
+    @property
+    def z_smoothing(self) -> float:
+        """The SCM output's Gaussian standard deviation along Z, in slices (``smoothing_z``, else ``smoothing``)."""
+        return self.smoothing if self.smoothing_z is None else self.smoothing_z
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with ``changes`` applied (and checked)."""

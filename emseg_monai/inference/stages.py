@@ -64,11 +64,12 @@ def scm(
 ) -> np.ndarray:
     """SCM probabilities (Z, Y, X) uint8 0..255 from stage-1 probabilities (Z, Y, X) uint8 0..255.
 
-    The SCM's output is smoothed by ``settings.smoothing`` (a 3D Gaussian at the network's
-    resolution, see ``predict_stack``). With ``centers`` (consecutive slice indices), only those
-    slices ((len(centers), Y, X)); their windows still read the neighbours in ``prob``, the stack's
-    ends repeating the end slice, and the smoothing reads the SCM's output ``smoothing_reach``
-    slices beyond them, so they equal a whole-stack run's.
+    The SCM's output is smoothed by ``settings.smoothing`` and ``settings.smoothing_z`` (a 3D
+    Gaussian at the network's resolution, see ``predict_stack``). With ``centers`` (consecutive
+    slice indices), only those slices ((len(centers), Y, X)); their windows still read the
+    neighbours in ``prob``, the stack's ends repeating the end slice, and the smoothing reads the
+    SCM's output ``smoothing_reach`` (of its Z sigma) slices beyond them, so they equal a
+    whole-stack run's.
     """
     n_slices = prob.shape[0]
     wanted = np.arange(n_slices) if centers is None else np.asarray(centers, dtype=np.int64)
@@ -76,7 +77,7 @@ def scm(
         return np.empty((0, *prob.shape[1:]), np.uint8)
     if np.any(np.diff(wanted) != 1):
         raise InputError(f"SCM centers must be consecutive slice indices, got {wanted.tolist()}")
-    reach = smoothing_reach(settings.smoothing)
+    reach = smoothing_reach(settings.z_smoothing)
     lo, hi = max(int(wanted[0]) - reach, 0), min(int(wanted[-1]) + 1 + reach, n_slices)
     prepare = partial(scm_inputs, input_kind=settings.input_kind, threshold=settings.threshold)
     out = predict_stack(
@@ -93,6 +94,7 @@ def scm(
         tile=settings.tile,
         prepare=prepare,
         smoothing=settings.smoothing,
+        smoothing_z=settings.smoothing_z,
     )
     return out if centers is None and reach == 0 else out[wanted - lo]
 
