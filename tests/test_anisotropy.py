@@ -294,6 +294,7 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     inference = config_defaults(run / "configs" / "inference.yaml")
     assert inference["scm_window"] == 3  # 15 slices of 5 nm ~ 3 of 40
     assert inference["smoothing"] == 1  # 1.5 sections of 40 nm: too far along Z
+    assert inference["smoothing_z"] is None  # the synthetic sections line up: sigma 1 along Z as well
     assert inference["trained_voxel_size"] == [40.0, 5.0, 5.0]  # later stacks are matched to it
     assert config_defaults(run / "configs" / "mpp.yaml")["voxel_size"] == "40,5,5"
     check = json.loads((run / "mpp_check.json").read_text())
@@ -302,6 +303,8 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     assert (
         meta["emseg_training"]["voxels"]["anisotropy"] == 8.0 and meta["emseg_training"]["voxels"]["source"] == "file"
     )
+    assert 0 <= meta["emseg_training"]["section_shift_px"] < 6  # measured, and under the limit at downsample 2
+    assert "smoothed by 1.0 along Z as well" in (run / "docs" / "README.md").read_text()
 
 
 def test_mpp_sizes_follow_the_pixel_size_unless_given():

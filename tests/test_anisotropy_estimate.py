@@ -134,11 +134,32 @@ def test_the_run_readme_tells_the_estimate_it_used():
     assert "Z/XY ratio 8.0 as estimated from the image" in _decision_text(estimated, {"use_scm": False})
     unknown = {"voxels": {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0, "estimated_anisotropy": 1.1}}
     assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})
+    rough = {"voxels": {"voxel_size_nm": [40, 5, 5], "source": "file", "anisotropy": 8.0}, "section_shift_px": 21.5}
+    told = _decision_text(rough, {"use_scm": True, "smoothing": 1.0, "smoothing_z": 0.0})
+    assert "shifted by 21.5 px or less in 3 pairs of 4" in told and "smoothed by 1.0 in Y and X only" in told
 
 
-def test_thick_sections_narrow_the_smoothing_unless_fine_tuning_or_unknown():
-    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=False) == {"smoothing": 1.0}
-    assert _smoothing_default(VoxelSize(None, "image", 2.0), own_recipe=False) == {"smoothing": 1.0}
-    assert _smoothing_default(VoxelSize(None, "image", 1.9), own_recipe=False) == {}
-    assert _smoothing_default(VoxelSize(None, "unknown", 8.0), own_recipe=False) == {}
-    assert _smoothing_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), own_recipe=True) == {}
+def test_thick_sections_narrow_the_smoothing_unless_fine_tuning_or_unknown(field, tmp_path):
+    aligned = tmp_path / "aligned.tif"
+    tifffile.imwrite(aligned, as_uint8(field[:18:2]))  # neighbours alike enough to be matched
+    forty = VoxelSize((40.0, 5.0, 5.0), "file", 8.0)
+    found = _smoothing_default(forty, False, aligned, 2)
+    assert found["smoothing"] == 1.0 and "smoothing_z" not in found and found["section_shift_px"] < 3
+    assert _smoothing_default(VoxelSize(None, "image", 2.0), False, aligned, 2)["smoothing"] == 1.0
+    assert _smoothing_default(VoxelSize(None, "image", 1.9), False, aligned, 2) == {}
+    assert _smoothing_default(VoxelSize(None, "unknown", 8.0), False, aligned, 2) == {}
+    assert _smoothing_default(forty, True, aligned, 2) == {}
+
+
+def test_sections_that_do_not_line_up_get_no_smoothing_along_z(field, tmp_path, caplog):
+    sections = as_uint8(field[:18:2])  # (9, 64, 64), aligned as above
+    moves = [(0, 0), (5, 5), (0, 0), (-5, 4), (0, 0), (5, 5), (0, 0), (-5, 4), (0, 0)]  # 7 px or more apart
+    rough = tmp_path / "rough.tif"
+    tifffile.imwrite(rough, np.stack([np.roll(s, m, axis=(0, 1)) for s, m in zip(sections, moves)]))
+    forty = VoxelSize((40.0, 5.0, 5.0), "file", 8.0)
+    with caplog.at_level(logging.INFO, logger="emseg_monai.training.pipeline"):
+        found = _smoothing_default(forty, False, rough, 2)
+    assert found["smoothing_z"] == 0.0 and found["smoothing"] == 1.0 and found["section_shift_px"] > 6
+    assert "in Y and X only" in caplog.text
+    # the shifts are judged at the SCM's resolution: at 1/4 of it the quartile (7.1 px) is under 3 px
+    assert _smoothing_default(forty, False, rough, 4).get("smoothing_z") is None

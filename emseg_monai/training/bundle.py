@@ -163,7 +163,7 @@ def _metadata(
         f"{image} (labels: {Path(str(record.get('label', ''))).name}), labeled slices {record.get('labeled_slices')}"
     )
     meta["eval_metrics"] = dict(metrics)
-    run_keys = ("voxels", "mpp_check", "seconds", "command", "seed", "device", "precision")
+    run_keys = ("voxels", "section_shift_px", "mpp_check", "seconds", "command", "seed", "device", "precision")
     if any(k in record for k in run_keys):  # how this run was made and what it decided (emseg train)
         meta["emseg_training"] = {k: record[k] for k in run_keys if k in record}
     scm_format = json.loads(json.dumps(meta["scm_network_data_format"]))
@@ -194,6 +194,13 @@ def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> s
         else:
             told = "voxel size unknown: isotropic voxels assumed (Z/XY ratio 1)"
         lines.append(f"- {told}; MPP's Z steps and the SCM window follow that ratio.")
+    shift = record.get("section_shift_px")
+    if shift is not None:
+        along = "in Y and X only" if inference.get("smoothing_z") == 0 else "along Z as well"
+        lines.append(
+            f"- neighbouring sections shifted by {shift:g} px or less in 3 pairs of 4: the SCM's output is smoothed "
+            f"by {inference.get('smoothing')} {along} (`smoothing`, `smoothing_z` in configs/inference.yaml)."
+        )
     if check:
         lines.append(f"- MPP check: {check.get('reason')}.")
     use = inference.get("use_scm", True)
