@@ -136,7 +136,10 @@ def test_the_run_readme_tells_the_estimate_it_used():
     assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})
     rough = {"voxels": {"voxel_size_nm": [40, 5, 5], "source": "file", "anisotropy": 8.0}, "section_shift_px": 21.5}
     told = _decision_text(rough, {"use_scm": True, "smoothing": 1.0, "smoothing_z": 0.0})
-    assert "shifted by 21.5 px or less in 3 pairs of 4" in told and "smoothed by 1.0 in Y and X only" in told
+    assert (
+        "a quarter of the neighbouring sections shifted by 21.5 px or more" in told
+        and "smoothed by 1.0 in Y and X only" in told
+    )
 
 
 def test_thick_sections_narrow_the_smoothing_unless_fine_tuning_or_unknown(field, tmp_path):

@@ -198,7 +198,7 @@ def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> s
     if shift is not None:
         along = "in Y and X only" if inference.get("smoothing_z") == 0 else "along Z as well"
         lines.append(
-            f"- neighbouring sections shifted by {shift:g} px or less in 3 pairs of 4: the SCM's output is smoothed "
+            f"- a quarter of the neighbouring sections shifted by {shift:g} px or more: the SCM's output is smoothed "
             f"by {inference.get('smoothing')} {along} (`smoothing`, `smoothing_z` in configs/inference.yaml)."
         )
     if check:

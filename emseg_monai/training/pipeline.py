@@ -397,10 +397,11 @@ def _smoothing_default(
     if quartile / float(scm_downsample) > MISALIGNED_PX:
         found["smoothing_z"] = 0.0
     logger.info(
-        "Z/XY ratio %.2g, neighbouring sections shifted by %.1f px or less in 3 pairs of 4: the SCM's output is "
-        "smoothed by %g%s",
+        "Z/XY ratio %.2g, a quarter of the neighbouring sections shifted by %.1f px or more (limit %g): the SCM's "
+        "output is smoothed by %g%s",
         voxels.anisotropy,
         quartile,
+        MISALIGNED_PX * float(scm_downsample),
         THICK_SECTION_SMOOTHING,
         " in Y and X only (sections that do not line up)" if "smoothing_z" in found else "",
     )

@@ -1,0 +1,54 @@
+"""The SCM output's smoothing split into its Z sigma and its Y/X sigma, scored on unlabeled slices.
+
+For thick and misaligned sections (docs/results.md, "A rough serial-section stack"): a run's
+stage 1 and SCM (the SCM forced on, whatever the run's check decided) segment the stack once per
+pair of sigmas (``InferenceSettings(smoothing=YX, smoothing_z=Z)``); each line prints Dice and IoU
+on the slices outside the labeled ones, and the time. Example, on a run of
+``benchmarks/generalisation.py``::
+
+    python benchmarks/smoothing_axes.py runs/gen_rough/epfl8rough runs/gen_rough/data_epfl8rough/image.tif \\
+        runs/gen_rough/data_epfl8rough/label.tif every:4 1,1 0,1 0,1.5 0.5,1.5
+
+Each pair is ``Z,YX`` (slices, SCM pixels). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from emseg_monai.data.slices import complement, parse_slice_spec
+from emseg_monai.evaluation import dice_iou
+from emseg_monai.inference.stages import segment
+from emseg_monai.io import read_mask, read_stack
+from emseg_monai.workflows import load_bundle_networks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a bundle folder (a training run, or bundle/)")
+    parser.add_argument("image")
+    parser.add_argument("label")
+    parser.add_argument("labeled", help="the run's labeled slices (a slice spec): the others are scored")
+    parser.add_argument("pairs", nargs="+", help="Z,YX sigmas")
+    args = parser.parse_args()
+    pairs = [tuple(float(v) for v in pair.split(",")) for pair in args.pairs]
+    image, truth = read_stack(args.image), read_mask(args.label) > 0
+    scored = complement(parse_slice_spec(args.labeled, truth.shape[0]), truth.shape[0])
+    stage1, scm, settings, _ = load_bundle_networks(args.run, use_scm=True)
+    print(f"{args.run}: window {settings.window}, the run's smoothing {settings.smoothing} / {settings.smoothing_z}")
+    result = None
+    for along_z, yx in pairs:
+        start = time.perf_counter()
+        chosen = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True)
+        result = segment(image, stage1, scm, chosen, progress=False)
+        dice, iou = dice_iou(result["final_mask"][scored] > 0, truth[scored])
+        print(
+            f"Z {along_z:g}, YX {yx:g}: Dice {100 * dice:.2f} IoU {100 * iou:.2f} ({time.perf_counter() - start:.0f} s)"
+        )
+    dice, iou = dice_iou(result["stage1_prob"][scored] >= 128, truth[scored])
+    print(f"stage 1: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
+
+
+if __name__ == "__main__":
+    main()
