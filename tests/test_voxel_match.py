@@ -142,3 +142,29 @@ def test_emseg_segment_takes_a_voxel_size(tmp_path, capsys):
 def test_a_training_run_records_its_voxel_size(tiny_run):
     # tiny_data records no voxel size: the run's bundle leaves its inputs' voxel size alone
     assert config_defaults(tiny_run / "configs" / "inference.yaml")["trained_voxel_size"] is None
+
+
+def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_ones(tmp_path, caplog):
+    from scipy.ndimage import gaussian_filter
+
+    from emseg_monai.inference.voxel_match import z_smoothing_for
+
+    plane = gaussian_filter(np.random.default_rng(0).normal(size=(96, 96)), 2.0, mode="wrap")
+    plane = np.round(255 * (plane - plane.min()) / np.ptp(plane)).astype(np.uint8)
+    aligned, shifted = tmp_path / "aligned.tif", tmp_path / "shifted.tif"
+    tifffile.imwrite(aligned, np.repeat(plane[None], 8, axis=0))
+    moves = [(0, 0), (6, 6), (0, 0), (-6, 5), (0, 0), (6, 6), (0, 0), (-6, 5)]  # 7.8 to 8.5 px apart
+    tifffile.imwrite(shifted, np.stack([np.roll(plane, m, axis=(0, 1)) for m in moves]))
+    thick = [40.0, 5.0, 5.0]
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        assert z_smoothing_for(None, shifted, thick, True, 2) == 0.0
+    assert "shifted by 8.5 px or more (limit 6)" in caplog.text and "smoothed in Y and X only" in caplog.text
+    assert z_smoothing_for("null", aligned, thick, True, 2) is None  # lined up: smoothing's sigma along Z too
+    assert z_smoothing_for(None, shifted, thick, True, 4) is None  # 8.5 px are under 3 px at 1/4 resolution
+    assert z_smoothing_for(None, shifted, [5.0, 5.0, 5.0], True, 2) is None  # trained isotropic: not measured
+    assert z_smoothing_for(None, shifted, None, True, 2) is None  # training voxel size unknown
+    assert z_smoothing_for(None, shifted, thick, "false", 2) is None  # match_voxel_size off
+    assert z_smoothing_for(None, tmp_path / "none.tif", thick, True, 2) is None  # an array, no file (napari)
+    assert z_smoothing_for("1.5", shifted, thick, True, 2) == 1.5  # an explicit sigma is kept
+    with pytest.raises(InputError, match="smoothing_z must be a number, got 'flat'"):
+        z_smoothing_for("flat", shifted, thick, True, 2)

@@ -6,6 +6,10 @@ Two things depend on it, both measured on EPFL (docs/results.md, "Other microsco
   10 nm per pixel. A stack of 8 nm pixels at the same downsample shows it objects 1.6x smaller than
   it knows (final Dice 88.88 instead of 93.98 on EPFL resampled so). Where both pixel sizes are
   known, the downsample is scaled so that ``input_xy_nm * downsample == trained_xy_nm * trained_downsample``.
+- **Sections that do not line up.** A bundle trained on thick sections smooths the SCM's output
+  along Z unless its training stack was misaligned (``smoothing_z`` 0). A later stack whose
+  neighbouring sections are shifted (``io.alignment``, the training run's rule) gets no smoothing
+  along Z, with a warning (``z_smoothing_for``); an explicit ``smoothing_z`` is kept.
 - **Section thickness.** The SCM reads a window of N neighbouring slices. On sections twice as thick
   as its training stack's it gains nothing, and it loses more the thicker they get (EPFL kept at
   every 2nd, 4th or 8th slice: -0.03, -7.6, -30.0 Dice against stage 1). From twice the trained Z
@@ -216,3 +220,37 @@ def thick_reason(estimate: float, thicker: float, window: int) -> str:
         f"its neighbouring slices differ as much as pixels {estimate:.1f} apart within a slice: sections about "
         f"{thicker:.1f}x the training stack's, where the SCM's {window} slices would span depths it never saw"
     )
+
+
+def z_smoothing_for(
+    smoothing_z: Any, image_file: Any, trained_voxel_size: Any = None, match: Any = True, scm_downsample: Any = 1
+) -> float | None:
+    """``smoothing_z`` as given, or 0.0 for an input of shifted sections segmented with a bundle
+    trained on thick sections (Z/XY >= ``SCM_MAX_Z_RATIO``); None (``smoothing``'s sigma) otherwise.
+
+    Only where ``smoothing_z`` is unset (null), ``match`` is on, the training voxel size is known and
+    thick, and ``image_file`` is a readable file or Zarr store: the upper quartile of its
+    neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX`` pixels
+    at the SCM's resolution turns the smoothing along Z off, with a warning that says so.
+    """
+    if not _unset(smoothing_z):
+        return as_float(smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0)
+    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or _unset(image_file):
+        return None
+    z, y, x = parse_voxel_size(trained_voxel_size)
+    if z / max(y, x) < SCM_MAX_Z_RATIO or not Path(str(image_file)).exists():
+        return None
+    from emseg_monai.io.alignment import MISALIGNED_PX, upper_shift_quartile
+    from emseg_monai.io.volumes import open_volume
+
+    quartile = upper_shift_quartile(open_volume(image_file))
+    limit = MISALIGNED_PX * as_float(scm_downsample, "scm_downsample", minimum=1.0)
+    if quartile <= limit:
+        return None
+    logger.warning(
+        "a quarter of the stack's neighbouring sections are shifted by %.1f px or more (limit %g): the SCM's output "
+        "is smoothed in Y and X only (smoothing_z 0; register the stack, or pass --smoothing-z to choose)",
+        quartile,
+        limit,
+    )
+    return 0.0

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 PAIRS = 48  # neighbouring-slice pairs measured at most, spread over the stack
+MISALIGNED_PX = 3.0  # upper shift quartile above this many SCM pixels: no smoothing along Z (docs/results.md)
 CROP = 512  # central crop of each slice, pixels (Y and X)
 
 

@@ -42,7 +42,6 @@ MPP_REPORT = "mpp_check.json"
 KEEP_LABELS_ONLY = {"min_size": 0, "spread": False, "vote_distances": (), "bracket_vote": False}
 REFERENCE_MPP_PIXEL_NM = 5.0  # mpp.yaml's min_size and spread_min_size are set for 5 nm pixels (EPFL)
 THICK_SECTION_SMOOTHING = 1.0  # the SCM's smoothing for stacks of thick sections (see _smoothing_default)
-MISALIGNED_PX = 3.0  # sections shifted more than this (SCM pixels) in a quarter of pairs: no smoothing along Z
 
 
 def check_new_folder(path: str | Path, overwrite: bool) -> Path:
@@ -390,7 +389,7 @@ def _smoothing_default(
     """
     if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
         return {}
-    from emseg_monai.io.alignment import upper_shift_quartile
+    from emseg_monai.io.alignment import MISALIGNED_PX, upper_shift_quartile
 
     quartile = upper_shift_quartile(open_volume(image_file))
     found = {"smoothing": THICK_SECTION_SMOOTHING, "section_shift_px": round(quartile, 1)}
