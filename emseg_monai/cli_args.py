@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
             (
                 "--smoothing-z",
                 "that Gaussian's sigma along Z alone, in slices, --smoothing then acting in Y and X (0 for sections "
-                "that do not line up in Y and X; none: --smoothing's sigma; {inference:smoothing_z})",
+                "that do not line up in Y and X; unset or none: --smoothing's, or 0 where a bundle trained on thick "
+                "sections finds the stack's sections shifted; {inference:smoothing_z})",
             ),
             ("--batch-size", "slices per forward pass ({inference:batch_size})", int),
             ("--backend", "auto (ONNX Runtime on the CPU, the default), torch, onnx, channels_last, bf16"),

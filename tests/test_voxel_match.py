@@ -164,6 +164,7 @@ def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_
     assert z_smoothing_for(None, shifted, [5.0, 5.0, 5.0], True, 2) is None  # trained isotropic: not measured
     assert z_smoothing_for(None, shifted, None, True, 2) is None  # training voxel size unknown
     assert z_smoothing_for(None, shifted, thick, "false", 2) is None  # match_voxel_size off
+    assert z_smoothing_for(None, shifted, thick, True, 2, use_scm=False) is None  # stage 1 alone: nothing to smooth
     assert z_smoothing_for(None, tmp_path / "none.tif", thick, True, 2) is None  # an array, no file (napari)
     assert z_smoothing_for("1.5", shifted, thick, True, 2) == 1.5  # an explicit sigma is kept
     with pytest.raises(InputError, match="smoothing_z must be a number, got 'flat'"):

@@ -276,7 +276,7 @@ def segment_blocks(
         recorded = json.loads((done_dir / "settings.json").read_text())
         before_smoothing = "smoothing" not in recorded  # started by emseg-monai < 0.8.6: no smoothing then
         recorded.setdefault("smoothing", 0.0)
-        recorded.setdefault("smoothing_z", None)  # started by emseg-monai < 0.8.9: one sigma in all axes
+        recorded.setdefault("smoothing_z", recorded["smoothing"])  # emseg-monai < 0.8.9: one sigma in all axes
         if recorded != record:
             hint = "; it predates the smoothing: resume with smoothing 0" if before_smoothing else ""
             raise InputError(

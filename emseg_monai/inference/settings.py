@@ -127,4 +127,6 @@ class InferenceSettings:
     def record(self) -> dict[str, Any]:
         """The settings that decide the masks, as plain values (block-wise resume compares them)."""
         skip = ("device", "batch_size", "keep_stage1")
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        found["smoothing_z"] = self.z_smoothing  # unset or the same sigma: the same masks
+        return found

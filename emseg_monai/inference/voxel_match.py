@@ -223,19 +223,27 @@ def thick_reason(estimate: float, thicker: float, window: int) -> str:
 
 
 def z_smoothing_for(
-    smoothing_z: Any, image_file: Any, trained_voxel_size: Any = None, match: Any = True, scm_downsample: Any = 1
+    smoothing_z: Any,
+    image_file: Any,
+    trained_voxel_size: Any = None,
+    match: Any = True,
+    scm_downsample: Any = 1,
+    use_scm: Any = True,
 ) -> float | None:
     """``smoothing_z`` as given, or 0.0 for an input of shifted sections segmented with a bundle
     trained on thick sections (Z/XY >= ``SCM_MAX_Z_RATIO``); None (``smoothing``'s sigma) otherwise.
 
-    Only where ``smoothing_z`` is unset (null), ``match`` is on, the training voxel size is known and
-    thick, and ``image_file`` is a readable file or Zarr store: the upper quartile of its
-    neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX`` pixels
-    at the SCM's resolution turns the smoothing along Z off, with a warning that says so.
+    Only where ``smoothing_z`` is unset (null), ``use_scm`` and ``match`` are on, the training voxel
+    size is known and thick, and ``image_file`` is a readable file or Zarr store: the upper quartile
+    of its neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX``
+    pixels at the SCM's resolution (``scm_downsample``: the matched one, as the SCM will run) turns
+    the smoothing along Z off, with a warning that says so.
     """
     if not _unset(smoothing_z):
         return as_float(smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0)
-    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or _unset(image_file):
+    if not as_bool(use_scm, "use_scm") or not as_bool(match, "match_voxel_size"):
+        return None
+    if _unset(trained_voxel_size) or _unset(image_file):
         return None
     z, y, x = parse_voxel_size(trained_voxel_size)
     if z / max(y, x) < SCM_MAX_Z_RATIO or not Path(str(image_file)).exists():

@@ -6,10 +6,10 @@ almost none. ``section_shifts`` measures it by phase correlation (the peak of th
 power spectrum) of central crops of up to ``PAIRS`` neighbouring-slice pairs, each crop scaled to
 mean 0 and variance 1 and tapered by a Hann window; the answer is in whole pixels.
 
-Measured (docs/results.md, "A rough serial-section stack"): EPFL kept at every 8th slice, median
-2.8 px, at most 4.5; every 4th slice, median 2.0, at most 4.5 (what the sections' own content
-moves); the rough proxy (``benchmarks/generalisation.py --stacks epfl8rough``, residual shifts of
-std 6 px per section) median 11.7, up to 25.
+Measured (docs/results.md, "A rough serial-section stack"; median / upper quartile, px): EPFL
+0.0 / 0.2; kept at every 4th slice 1.0 / 1.4, every 8th 2.2 / 2.9 (what the sections' own content
+moves; one false peak of 70.9 among 20 pairs); the rough proxy (``benchmarks/generalisation.py
+--stacks epfl8rough``, residual shifts of std 6 px per section) 12.5 / 21.5.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def section_shifts(volume: Any, pairs: int = PAIRS, crop: int = CROP) -> np.ndar
     """Shift magnitudes (P,) float64, in pixels, between slices z and z + 1 of up to ``pairs`` pairs.
 
     ``volume``: any (Z, Y, X) array-like whose indexing returns numpy arrays (``io.open_volume``);
-    only the sampled slices are read. Fewer than 2 slices: an empty array. A flat slice (no
+    only the central crops of the sampled slices are read. Fewer than 2 slices: an empty array. A flat slice (no
     texture) gives no reliable peak: its pairs are left out.
     """
     n = int(volume.shape[0])
@@ -40,7 +40,7 @@ def section_shifts(volume: Any, pairs: int = PAIRS, crop: int = CROP) -> np.ndar
     window = np.outer(np.hanning(min(crop, height)), np.hanning(min(crop, width)))
     shifts = []
     for z in starts:
-        a, b = (_tapered(np.asarray(volume[int(z) + k][box]), window) for k in (0, 1))
+        a, b = (_tapered(np.asarray(volume[int(z) + k, box[0], box[1]]), window) for k in (0, 1))
         if a is not None and b is not None:
             shifts.append(_shift(a, b))
     return np.asarray(shifts, dtype=np.float64)

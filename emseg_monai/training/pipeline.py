@@ -380,7 +380,7 @@ def _smoothing_default(
     **92.09 / 93.41** and 90.86 / 93.32 (stage 1: 91.59 / 92.34; a second 20 nm seed: 93.01, **93.40**,
     93.23; docs/results.md), so such runs write 1. On sections that do not line up, smoothing along Z
     erodes the masks: the rough 40 nm proxy (residual shifts of std 6 px) scored 84.52 with sigma 1
-    in all axes against 91.51 with none along Z (stage 1 91.35; docs/results.md, "A rough
+    in all axes against 91.42 with none along Z (stage 1 91.35; docs/results.md, "A rough
     serial-section stack"). So where the upper quartile of the shifts between neighbouring sections
     (``io.alignment.upper_shift_quartile``) exceeds ``MISALIGNED_PX`` pixels at the SCM's resolution, the
     run writes ``smoothing_z: 0``. The measured quartile (image pixels) is returned as
