@@ -248,11 +248,11 @@ def z_smoothing_for(
     z, y, x = parse_voxel_size(trained_voxel_size)
     if z / max(y, x) < SCM_MAX_Z_RATIO or not Path(str(image_file)).exists():
         return None
-    from emseg_monai.io.alignment import MISALIGNED_PX, upper_shift_quartile
+    from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
     from emseg_monai.io.volumes import open_volume
 
     quartile = upper_shift_quartile(open_volume(image_file))
-    limit = MISALIGNED_PX * as_float(scm_downsample, "scm_downsample", minimum=1.0)
+    limit = shift_limit(as_float(scm_downsample, "scm_downsample", minimum=1.0))
     if quartile <= limit:
         return None
     logger.warning(

@@ -27,8 +27,8 @@ def section_shifts(volume: Any, pairs: int = PAIRS, crop: int = CROP) -> np.ndar
     """Shift magnitudes (P,) float64, in pixels, between slices z and z + 1 of up to ``pairs`` pairs.
 
     ``volume``: any (Z, Y, X) array-like whose indexing returns numpy arrays (``io.open_volume``);
-    only the central crops of the sampled slices are read. Fewer than 2 slices: an empty array. A flat slice (no
-    texture) gives no reliable peak: its pairs are left out.
+    only the central crops of the sampled slices are read. Fewer than 2 slices: an empty array. A
+    flat slice (no texture) gives no reliable peak: its pairs are left out.
     """
     n = int(volume.shape[0])
     if n < 2:
@@ -60,6 +60,12 @@ def _shift(a: np.ndarray, b: np.ndarray) -> float:
     peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy, dx = (p if p <= size // 2 else p - size for p, size in zip(peak, corr.shape))
     return float(np.hypot(dy, dx))
+
+
+def shift_limit(scm_downsample: float) -> float:
+    """Image pixels of shift above which sections count as not lining up: ``MISALIGNED_PX`` at the
+    SCM's resolution (6 at downsample 2). Training runs and later stacks use the same rule."""
+    return MISALIGNED_PX * float(scm_downsample)
 
 
 def upper_shift_quartile(volume: Any) -> float:

@@ -389,18 +389,18 @@ def _smoothing_default(
     """
     if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
         return {}
-    from emseg_monai.io.alignment import MISALIGNED_PX, upper_shift_quartile
+    from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
 
-    quartile = upper_shift_quartile(open_volume(image_file))
+    quartile, limit = upper_shift_quartile(open_volume(image_file)), shift_limit(scm_downsample)
     found = {"smoothing": THICK_SECTION_SMOOTHING, "section_shift_px": round(quartile, 1)}
-    if quartile / float(scm_downsample) > MISALIGNED_PX:
+    if quartile > limit:
         found["smoothing_z"] = 0.0
     logger.info(
         "Z/XY ratio %.2g, a quarter of the neighbouring sections shifted by %.1f px or more (limit %g): the SCM's "
         "output is smoothed by %g%s",
         voxels.anisotropy,
         quartile,
-        MISALIGNED_PX * float(scm_downsample),
+        limit,
         THICK_SECTION_SMOOTHING,
         " in Y and X only (sections that do not line up)" if "smoothing_z" in found else "",
     )
