@@ -121,21 +121,39 @@ def test_missing_extra_is_named(monkeypatch):
 
 
 def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_path, capsys):
+    """A run with a wide smoothing (reach 12 slices): the package's test input grows with the halo
+    and still passes bioimage.io's test. (The default smoothing's package passes it in the docs'
+    test of napari_and_bioimageio.md, on the shipped weights.)"""
     pytest.importorskip("bioimageio.core")
+    import io
+    import re
+    import shutil
+    import zipfile
+
     from bioimageio.spec import load_model_description
 
     from emseg_monai.exchange.bioimageio import load_bundle_model, predict_package_input, predict_with_package, z_halo
 
-    package = tmp_path / "tiny.zip"
-    assert main(["--quiet", "export-bioimageio", str(package), "--models", str(tiny_run)]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "configs" / "inference.yaml"
+    config.write_text(re.sub(r"(?m)^smoothing: .*$", "smoothing: 3.0", config.read_text()))
+    package = tmp_path / "wide.zip"
+    assert main(["--quiet", "export-bioimageio", str(package), "--models", str(run)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
-    model = load_bundle_model(tiny_run)
+    model = load_bundle_model(run)
+    assert model.settings.smoothing == 3.0
     halo = z_halo(model)
     # the SCM's window (N // 2 slices on each side) and the reach of its smoothing (4 sigma)
     assert halo == model.settings.window // 2 + int(4 * model.settings.smoothing + 0.5)
     descr = load_model_description(str(package))
     assert [getattr(a, "halo", 0) for a in descr.outputs[0].axes][2:] == [halo, 0, 0]  # the Z halo as above
     assert descr.inputs[0].pad.mode == "edge"  # halo slices repeat the ends, as emseg does
+    fewest = [a.size.min for a in descr.inputs[0].axes if str(a.id) == "z"][0]
+    assert fewest > 16  # more than the usual 16-slice test input: the test input grew with the halo
+    with zipfile.ZipFile(package) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("test_input.npy"))
+        assert np.load(io.BytesIO(archive.read(name))).shape[2] == fewest
 
     z = 2 * halo + 8  # more slices than the package's fewest (2 * halo + 1): no padding of its own
     image = make_synthetic_stack((z, 64, 80), seed=5)[0]
@@ -157,7 +175,9 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
     ours = segment(image, model.stage1, model.scm, model.settings.replace(backend="torch"), progress=False)
     assert np.mean((ours["final_mask"][inner] > 0) == expected[inner]) > 0.98  # emseg's percentiles: a subsample
     short = predict_with_package(package, image[:1], "torchscript")  # fewer slices than N: ends repeated
-    assert short.shape == (1, 64, 80) and np.array_equal(short > 0, predict_package_input(model, image[:1])[0, 0] > 0)
+    assert short.shape == (1, 64, 80)
+    # 39 edge-repeated slices against the graph's own ends: a wide Gaussian rounds a little differently
+    assert np.mean((short > 0) == (predict_package_input(model, image[:1])[0, 0] > 0)) > 0.99
     with pytest.raises(InputError, match="block_slices must be >= 0, got -1"):
         predict_with_package(package, image, block_slices=-1)
     with pytest.raises(InputError, match=r"takes a \(Z, Y, X\) stack, got shape \(64, 80\)"):
@@ -177,27 +197,3 @@ def test_sample_stack_has_the_packages_fewest_slices(tmp_path):
     np.testing.assert_array_equal(padded[:3], np.repeat(short[:1], 3, axis=0))
     np.testing.assert_array_equal(padded[2:7], short)
     np.testing.assert_array_equal(padded[-3:], np.repeat(short[-1:], 3, axis=0))
-
-
-def test_a_wide_smoothing_still_exports_a_package_that_passes(tiny_run, tmp_path, capsys):
-    pytest.importorskip("bioimageio.core")
-    import io
-    import re
-    import shutil
-    import zipfile
-
-    from bioimageio.spec import load_model_description
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    config = run / "configs" / "inference.yaml"
-    config.write_text(re.sub(r"(?m)^smoothing: .*$", "smoothing: 3.0", config.read_text()))  # reach 12 slices
-    package = tmp_path / "wide.zip"
-    assert main(["--quiet", "export-bioimageio", str(package), "--models", str(run)]) == 0
-    assert capsys.readouterr().out.strip() == f"wrote {package}; bioimage.io test: passed"
-    descr = load_model_description(str(package))
-    fewest = [a.size.min for a in descr.inputs[0].axes if str(a.id) == "z"][0]
-    assert fewest > 16  # more than the usual 16-slice test input: the test input grew with it
-    with zipfile.ZipFile(package) as archive:
-        name = next(n for n in archive.namelist() if n.endswith("test_input.npy"))
-        assert np.load(io.BytesIO(archive.read(name))).shape[2] == fewest

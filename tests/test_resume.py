@@ -16,7 +16,7 @@ from emseg_monai.errors import InputError
 from emseg_monai.handlers import TrainingCheckpoint, training_done
 from tests.test_cli import train_argv
 
-EPOCHS, ITERATIONS = 60, 4
+EPOCHS, ITERATIONS = 20, 4
 
 
 def _args(tiny_data, out, epochs=EPOCHS):
