@@ -137,6 +137,7 @@ def load_bundle_networks(
     parser["device"] = device
     parser["backend"] = overrides.pop("backend", "torch")
     parser["match_voxel_size"] = overrides.pop("match_voxel_size", False)  # arrays: no file, no voxel size
+    parser["image_file"] = overrides.pop("image_file", None)  # no file of the working directory is read
     for key, value in overrides.items():
         parser[key] = value
     for key in SMOOTHING_KEYS:

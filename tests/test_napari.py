@@ -91,6 +91,36 @@ def test_segment_widget_skips_the_scm_on_a_thick_looking_layer_of_unknown_scale(
     assert status.startswith("done: em mitochondria") and "stage 1 alone" in status
 
 
+def test_segment_widget_smooths_shifted_sections_in_y_and_x_only(make_napari_viewer, tiny_run, tmp_path):
+    """Weights trained on thick sections: a layer whose sections do not line up gets smoothing_z 0,
+    as `emseg segment` gives a file (voxel_match.shifted_sections); a lined-up layer keeps the sigma."""
+    import re
+
+    from scipy.ndimage import gaussian_filter
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "configs" / "inference.yaml"
+    text, found = re.subn(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", config.read_text())
+    assert found == 1
+    config.write_text(text)
+    plane = gaussian_filter(np.random.default_rng(0).normal(size=(96, 96)), 2.0, mode="wrap")
+    plane = np.round(255 * (plane - plane.min()) / np.ptp(plane)).astype(np.uint8)
+    moves = [(0, 0), (6, 6), (0, 0), (-6, 5), (0, 0), (6, 6), (0, 0), (-6, 5)]  # 7.8 to 8.5 px apart
+    viewer = make_napari_viewer()
+    shifted = viewer.add_image(np.stack([np.roll(plane, m, axis=(0, 1)) for m in moves]), scale=(40, 5, 5))
+    aligned = viewer.add_image(np.repeat(plane[None], 8, axis=0), scale=(40, 5, 5))
+    widget = _segment.SegmentWidget(viewer)
+    widget.models.setText(str(run))
+    (_, scm), settings, note = widget._networks(shifted)
+    assert scm is not None and settings.smoothing_z == 0.0
+    assert note == " (smoothing in Y and X only: sections shifted by 8.5 px or more)"
+    (_, scm), settings, note = widget._networks(aligned)
+    assert scm is not None and settings.smoothing_z is None and note == ""
+    widget.models.setText(str(tiny_run))  # trained voxel size unknown: nothing measured
+    assert widget._networks(shifted)[1].smoothing_z is None
+
+
 def test_segment_widget_follows_the_runs_own_scm_decision(make_napari_viewer, tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

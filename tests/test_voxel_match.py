@@ -169,3 +169,20 @@ def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_
     assert z_smoothing_for("1.5", shifted, thick, True, 2) == 1.5  # an explicit sigma is kept
     with pytest.raises(InputError, match="smoothing_z must be a number, got 'flat'"):
         z_smoothing_for("flat", shifted, thick, True, 2)
+
+
+def test_shifted_sections_measures_arrays_and_knows_thick_training():
+    from emseg_monai.inference.voxel_match import shifted_sections, trained_on_thick_sections
+
+    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    moves = [(0, 0), (6, 6)] * 3  # 8.5 px apart
+    shifted = np.stack([np.roll(plane, m, axis=(0, 1)) for m in moves])
+    quartile, limit = shifted_sections(shifted, 2, warn=False)
+    assert quartile == pytest.approx(8.5, abs=0.1) and limit == 6
+    assert shifted_sections(shifted, 4, warn=False) is None  # 12 px allowed at 1/4 resolution
+    assert shifted_sections(np.repeat(plane[None], 6, axis=0), 1, warn=False) is None
+    assert trained_on_thick_sections([40, 5, 5]) and trained_on_thick_sections("10,5,5")
+    assert not trained_on_thick_sections([9.9, 5, 5]) and not trained_on_thick_sections(None)
+    assert not trained_on_thick_sections("null")
+    with pytest.raises(InputError, match="scm_downsample"):
+        shifted_sections(shifted, 0.5)

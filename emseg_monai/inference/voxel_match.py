@@ -9,7 +9,8 @@ Two things depend on it, both measured on EPFL (docs/results.md, "Other microsco
 - **Sections that do not line up.** A bundle trained on thick sections smooths the SCM's output
   along Z unless its training stack was misaligned (``smoothing_z`` 0). A later stack whose
   neighbouring sections are shifted (``io.alignment``, the training run's rule) gets no smoothing
-  along Z, with a warning (``z_smoothing_for``); an explicit ``smoothing_z`` is kept.
+  along Z, with a warning (``z_smoothing_for`` for files, ``shifted_sections`` for a napari layer);
+  an explicit ``smoothing_z`` is kept.
 - **Section thickness.** The SCM reads a window of N neighbouring slices. On sections twice as thick
   as its training stack's it gains nothing, and it loses more the thicker they get (EPFL kept at
   every 2nd, 4th or 8th slice: -0.03, -7.6, -30.0 Dice against stage 1). From twice the trained Z
@@ -237,28 +238,50 @@ def z_smoothing_for(
     size is known and thick, and ``image_file`` is a readable file or Zarr store: the upper quartile
     of its neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX``
     pixels at the SCM's resolution (``scm_downsample``: the matched one, as the SCM will run) turns
-    the smoothing along Z off, with a warning that says so.
+    the smoothing along Z off, with a warning that says so (``shifted_sections``; the napari plugin
+    applies the same rule to a layer's array).
     """
     if not _unset(smoothing_z):
         return as_float(smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0)
     if not as_bool(use_scm, "use_scm") or not as_bool(match, "match_voxel_size"):
         return None
-    if _unset(trained_voxel_size) or _unset(image_file):
+    if not trained_on_thick_sections(trained_voxel_size) or _unset(image_file) or not Path(str(image_file)).exists():
         return None
-    z, y, x = parse_voxel_size(trained_voxel_size)
-    if z / max(y, x) < SCM_MAX_Z_RATIO or not Path(str(image_file)).exists():
-        return None
-    from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
     from emseg_monai.io.volumes import open_volume
 
-    quartile = upper_shift_quartile(open_volume(image_file))
+    return 0.0 if shifted_sections(open_volume(image_file), scm_downsample) is not None else None
+
+
+def trained_on_thick_sections(trained_voxel_size: Any) -> bool:
+    """Whether a bundle's ``trained_voxel_size`` ((Z, Y, X) nm, or unset) is known and has
+    Z/XY >= ``SCM_MAX_Z_RATIO``: the bundles whose smoothing along Z depends on the input's alignment."""
+    if _unset(trained_voxel_size):
+        return False
+    z, y, x = parse_voxel_size(trained_voxel_size)
+    return z / max(y, x) >= SCM_MAX_Z_RATIO
+
+
+def shifted_sections(volume: Any, scm_downsample: Any = 1, warn: bool = True) -> tuple[float, float] | None:
+    """(quartile, limit) in image pixels where ``volume``'s neighbouring sections do not line up, else None.
+
+    ``volume`` is any (Z, Y, X) array-like (a file's ``open_volume``, a napari layer's data: only
+    central crops of a few slices are read). The upper quartile of its neighbouring-section shifts
+    (``io.alignment.upper_shift_quartile``) is compared with ``MISALIGNED_PX`` pixels at the SCM's
+    resolution (``scm_downsample``: the one the SCM will run at). With ``warn``, a shifted stack is
+    logged as a warning that says the SCM's output is then smoothed in Y and X only.
+    """
+    from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
+
+    quartile = upper_shift_quartile(volume)
     limit = shift_limit(as_float(scm_downsample, "scm_downsample", minimum=1.0))
     if quartile <= limit:
         return None
-    logger.warning(
-        "a quarter of the stack's neighbouring sections are shifted by %.1f px or more (limit %g): the SCM's output "
-        "is smoothed in Y and X only (smoothing_z 0; register the stack, or pass --smoothing-z to choose)",
-        quartile,
-        limit,
-    )
-    return 0.0
+    if warn:
+        logger.warning(
+            "a quarter of the stack's neighbouring sections are shifted by %.1f px or more (limit %g): the SCM's "
+            "output is smoothed in Y and X only (smoothing_z 0; register the stack, or pass --smoothing-z to "
+            "choose)",
+            quartile,
+            limit,
+        )
+    return quartile, limit

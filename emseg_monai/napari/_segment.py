@@ -125,9 +125,12 @@ class SegmentWidget(QWidget):
         stage 1 says false), as ``emseg segment`` does. A layer scale in nm other than napari's default
         of 1 is the voxel size, matched to the trained one (``inference.voxel_match``). At the default
         scale the voxel size is unknown: where the layer's image reads as sections clearly thicker than
-        the training stack's (``workflows.thick_for_scm``), stage 1 runs alone. The note says why
-        stage 1 ran alone where the SCM was ticked.
+        the training stack's (``workflows.thick_for_scm``), stage 1 runs alone. Weights trained on
+        thick sections smooth the SCM's output in Y and X only where the layer's sections do not line
+        up (``voxel_match.shifted_sections``, as for a file). The note says why stage 1 ran alone
+        where the SCM was ticked, and when the smoothing along Z was left out.
         """
+        from emseg_monai.inference.voxel_match import shifted_sections, trained_on_thick_sections
         from emseg_monai.networks import default_device
         from emseg_monai.options import as_bool
         from emseg_monai.workflows import inference_config, load_bundle_networks, thick_for_scm
@@ -151,6 +154,11 @@ class SegmentWidget(QWidget):
         stage1, scm, settings, _ = load_bundle_networks(folder, device=device, **overrides)
         if scm is None and self.use_scm.isChecked() and not note:  # voxel_match's warning has the figures
             note = " (stage 1 alone: the layer's sections are at least twice as thick as the training stack's)"
+        if scm is not None and settings.smoothing_z is None and trained_on_thick_sections(config["trained_voxel_size"]):
+            shifted = shifted_sections(stack_of(layer), settings.scm_downsample)  # as emseg segment does for a file
+            if shifted is not None:
+                settings = settings.replace(smoothing_z=0.0)
+                note += f" (smoothing in Y and X only: sections shifted by {shifted[0]:.1f} px or more)"
         return (stage1, scm), settings, note
 
     def _add(self, layer: Any, result: tuple[np.ndarray, np.ndarray], note: str = "") -> None:
