@@ -129,7 +129,9 @@ def load_bundle_networks(
     """(stage 1, SCM or None, settings, bundle folder) of a bundle (None: the shipped one), in eval mode.
 
     ``overrides`` set ``inference.yaml`` keys first (``backend="torch"``, ``use_scm=False`` ...);
-    the networks are plain torch modules unless ``backend`` says otherwise.
+    the networks are plain torch modules unless ``backend`` says otherwise. The settings are for
+    arrays: ``match_voxel_size`` is off and ``image_file`` None unless given (so no file of the
+    working directory, such as the config's default ``data/image.tif``, is read).
     """
     root = resolve_bundle(bundle)
     parser = inference_config(root)

@@ -122,8 +122,10 @@ def test_missing_extra_is_named(monkeypatch):
 
 def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_path, capsys):
     """A run with a wide smoothing (reach 12 slices): the package's test input grows with the halo
-    and still passes bioimage.io's test. (The default smoothing's package passes it in the docs'
-    test of napari_and_bioimageio.md, on the shipped weights.)"""
+    and still passes bioimage.io's test. (The shipped weights' package, window 15 and the default
+    smoothing, passes it in the docs' test of napari_and_bioimageio.md; its test input has grown
+    too. A package whose halo fits the usual 16-slice test input is no longer put through
+    bioimage.io's own test here.)"""
     pytest.importorskip("bioimageio.core")
     import io
     import re
@@ -176,8 +178,9 @@ def test_package_passes_bioimageio_test_and_predicts_our_masks(tiny_run, tmp_pat
     assert np.mean((ours["final_mask"][inner] > 0) == expected[inner]) > 0.98  # emseg's percentiles: a subsample
     short = predict_with_package(package, image[:1], "torchscript")  # fewer slices than N: ends repeated
     assert short.shape == (1, 64, 80)
-    # 39 edge-repeated slices against the graph's own ends: a wide Gaussian rounds a little differently
-    assert np.mean((short > 0) == (predict_package_input(model, image[:1])[0, 0] > 0)) > 0.99
+    # 2 * halo + 1 = 27 edge-repeated slices against the graph's own ends: the wide Gaussian rounds a
+    # little differently (13 of 5120 pixels on the tiny run; 0 at the default smoothing)
+    assert np.mean((short > 0) == (predict_package_input(model, image[:1])[0, 0] > 0)) > 0.995
     with pytest.raises(InputError, match="block_slices must be >= 0, got -1"):
         predict_with_package(package, image, block_slices=-1)
     with pytest.raises(InputError, match=r"takes a \(Z, Y, X\) stack, got shape \(64, 80\)"):

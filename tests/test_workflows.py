@@ -55,3 +55,32 @@ def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_p
     segment_file(tiny_data / "image.tif", flat, older, smoothing=2.0, smoothing_z=0)
     segment_file(tiny_data / "image.tif", usual, older, smoothing=2.0)
     assert (read_stack(flat) != read_stack(usual)).any()  # the override took effect
+
+
+def test_array_settings_read_no_file_of_the_working_directory(tmp_path, tiny_run, monkeypatch):
+    """load_bundle_networks is for arrays: the config's default image_file (data/image.tif) is not
+    measured, even where the working directory holds one and matching is on."""
+    import re
+    import shutil
+
+    import numpy as np
+    import tifffile
+
+    from emseg_monai.workflows import load_bundle_networks
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "configs" / "inference.yaml"
+    config.write_text(
+        re.sub(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", config.read_text())
+    )
+    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(
+        tmp_path / "data" / "image.tif", np.stack([np.roll(plane, m, axis=(0, 1)) for m in [(0, 0), (6, 6)] * 3])
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = load_bundle_networks(run, match_voxel_size=True, voxel_size="40,5,5")[2]
+    assert settings.smoothing_z is None
+    given = load_bundle_networks(run, match_voxel_size=True, voxel_size="40,5,5", image_file="data/image.tif")[2]
+    assert given.smoothing_z == 0.0  # the same stack named as the file: measured, as emseg segment does

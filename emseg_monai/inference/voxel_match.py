@@ -1,6 +1,6 @@
 """Fit the input's voxel size to the one the weights were trained on.
 
-Two things depend on it, both measured on EPFL (docs/results.md, "Other microscopes"):
+Three things depend on it, both measured on EPFL (docs/results.md, "Other microscopes"):
 
 - **Pixel size.** A network trained on 5 nm pixels at 1/2 resolution has learnt mitochondria at
   10 nm per pixel. A stack of 8 nm pixels at the same downsample shows it objects 1.6x smaller than
@@ -257,7 +257,10 @@ def trained_on_thick_sections(trained_voxel_size: Any) -> bool:
     Z/XY >= ``SCM_MAX_Z_RATIO``: the bundles whose smoothing along Z depends on the input's alignment."""
     if _unset(trained_voxel_size):
         return False
-    z, y, x = parse_voxel_size(trained_voxel_size)
+    try:
+        z, y, x = parse_voxel_size(trained_voxel_size)
+    except InputError:
+        raise InputError(f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}") from None
     return z / max(y, x) >= SCM_MAX_Z_RATIO
 
 
@@ -272,8 +275,8 @@ def shifted_sections(volume: Any, scm_downsample: Any = 1, warn: bool = True) ->
     """
     from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
 
-    quartile = upper_shift_quartile(volume)
     limit = shift_limit(as_float(scm_downsample, "scm_downsample", minimum=1.0))
+    quartile = upper_shift_quartile(volume)
     if quartile <= limit:
         return None
     if warn:
