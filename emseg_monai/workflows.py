@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # annotations only: importing torch here would slow every com
 logger = logging.getLogger(__name__)
 
 SMOOTHING_KEYS = ("smoothing", "smoothing_z")  # inference settings that older run folders may lack
+# the settings#smoothing_z of inference.yaml since 0.8.9, for run folders written before it
+OLD_FOLDER_Z_GUARD = (
+    "$emseg_monai.inference.voxel_match.z_smoothing_for(None, @image_file, @trained_voxel_size, @match_voxel_size,"
+    " @settings#scm_downsample, @use_scm)"
+)
 
 
 def resolve_bundle(path: str | Path | None = None) -> Path:
@@ -106,14 +111,25 @@ def segment_file(
     """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures.
 
     ``smoothing`` and ``smoothing_z`` overrides also reach run folders written before the options
-    existed (emseg-monai < 0.8.6 and < 0.8.9, whose ``settings`` do not name them).
+    existed (emseg-monai < 0.8.6 and < 0.8.9, whose ``settings`` do not name them). Such a folder
+    given no ``smoothing_z`` gets the file's shift guard (``voxel_match.z_smoothing_for``) that
+    0.8.9's configs hold, where its config knows the trained voxel size: a bundle trained on thick
+    sections then smooths a stack of shifted sections in Y and X only, as a newer one does.
     """
     root = resolve_bundle(bundle)
-    settings = inference_config(root)["settings"]
+    config = inference_config(root)
+    settings = config["settings"]
     for key in SMOOTHING_KEYS:
         if overrides.get(key) is not None and key not in settings:
             overrides[f"settings#{key}"] = overrides[key]
+    if "smoothing_z" not in settings and overrides.get("smoothing_z") is None and _knows_voxel_sizes(config):
+        overrides["settings#smoothing_z"] = OLD_FOLDER_Z_GUARD
     return run_config(["inference.yaml"], root, image_file=str(image_file), output_file=str(output_file), **overrides)
+
+
+def _knows_voxel_sizes(config: Any) -> bool:
+    """Whether an ``inference.yaml`` has the keys the shift guard reads (bundle 0.9 and later)."""
+    return all(key in config for key in ("trained_voxel_size", "match_voxel_size", "use_scm", "image_file"))
 
 
 def evaluate_file(pred_file: str | Path, label_file: str | Path, bundle: str | Path | None = None, **overrides: Any):

@@ -84,3 +84,34 @@ def test_array_settings_read_no_file_of_the_working_directory(tmp_path, tiny_run
     assert settings.smoothing_z is None
     given = load_bundle_networks(run, match_voxel_size=True, voxel_size="40,5,5", image_file="data/image.tif")[2]
     assert given.smoothing_z == 0.0  # the same stack named as the file: measured, as emseg segment does
+
+
+def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp_path, tiny_run, caplog):
+    """A thick-section run folder written before 0.8.9 (no smoothing_z in its configs): emseg segment
+    measures a file's shifts as 0.8.9's configs do, and an explicit sigma still wins."""
+    import logging
+    import re
+    import shutil
+
+    import numpy as np
+    import tifffile
+
+    from emseg_monai.io import read_stack
+
+    older = tmp_path / "run"
+    shutil.copytree(tiny_run, older)
+    config = older / "configs" / "inference.yaml"
+    text = re.sub(r"(?m)^\s*smoothing_z: .*\n", "", config.read_text())  # as emseg-monai < 0.8.9 wrote it
+    config.write_text(re.sub(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", text))
+    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    shifted = tmp_path / "shifted.tif"
+    tifffile.imwrite(shifted, np.stack([np.roll(plane, m, axis=(0, 1)) for m in [(0, 0), (6, 6)] * 3]))
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        segment_file(shifted, tmp_path / "guarded.tif", older, voxel_size="40,5,5")
+    assert "smoothed in Y and X only" in caplog.text
+    segment_file(shifted, tmp_path / "flat.tif", older, voxel_size="40,5,5", smoothing_z=0)
+    sigma = re.search(r"(?m)^smoothing: ([0-9.]+)", text).group(1)
+    segment_file(shifted, tmp_path / "before.tif", older, voxel_size="40,5,5", smoothing_z=float(sigma))
+    guarded = read_stack(tmp_path / "guarded.tif")
+    np.testing.assert_array_equal(guarded, read_stack(tmp_path / "flat.tif"))
+    assert float(sigma) > 0 and (guarded != read_stack(tmp_path / "before.tif")).any()  # what 0.8.8 wrote differs
