@@ -115,3 +115,10 @@ def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp
     guarded = read_stack(tmp_path / "guarded.tif")
     np.testing.assert_array_equal(guarded, read_stack(tmp_path / "flat.tif"))
     assert float(sigma) > 0 and (guarded != read_stack(tmp_path / "before.tif")).any()  # what 0.8.8 wrote differs
+
+
+def test_the_old_folder_guard_is_the_shipped_configs_expression():
+    from emseg_monai.workflows import OLD_FOLDER_Z_GUARD, inference_config
+
+    shipped = inference_config(resolve_bundle())["settings"]["smoothing_z"]
+    assert shipped.replace("(@smoothing_z,", "(None,", 1) == OLD_FOLDER_Z_GUARD  # old folders: no smoothing_z key

@@ -1,6 +1,6 @@
 """Fit the input's voxel size to the one the weights were trained on.
 
-Three things depend on it, both measured on EPFL (docs/results.md, "Other microscopes"):
+Three things depend on it, all measured on EPFL (docs/results.md, "Other microscopes"):
 
 - **Pixel size.** A network trained on 5 nm pixels at 1/2 resolution has learnt mitochondria at
   10 nm per pixel. A stack of 8 nm pixels at the same downsample shows it objects 1.6x smaller than
