@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emseg_monai.data import make_synthetic_stack
@@ -63,3 +64,10 @@ def tiny_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     assert main(["--quiet", *train_argv(tiny_data, out)]) == 0
     return out
+
+
+def shifted_stack() -> np.ndarray:
+    """(6, 48, 48) uint8: a textured plane whose sections alternate between two positions 8.5 px
+    apart (shift (6, 6)), so every neighbouring pair measures 8.5 px (``io.alignment``)."""
+    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    return np.stack([np.roll(plane, m, axis=(0, 1)) for m in [(0, 0), (6, 6)] * 3])

@@ -14,6 +14,7 @@ from emseg_monai.errors import InputError
 from emseg_monai.inference.voxel_match import input_voxel_nm, matched_downsample, scm_suits
 from emseg_monai.io import read_mask
 from emseg_monai.training.bundle import config_defaults
+from tests.conftest import shifted_stack
 
 
 def calibrated(path, xy_nm, z_nm=5.0, shape=(8, 48, 64)):
@@ -174,13 +175,11 @@ def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_
 def test_shifted_sections_measures_arrays_and_knows_thick_training():
     from emseg_monai.inference.voxel_match import shifted_sections, trained_on_thick_sections
 
-    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
-    moves = [(0, 0), (6, 6)] * 3  # 8.5 px apart
-    shifted = np.stack([np.roll(plane, m, axis=(0, 1)) for m in moves])
+    shifted = shifted_stack()  # 8.5 px apart
     quartile, limit = shifted_sections(shifted, 2, warn=False)
     assert quartile == pytest.approx(8.5, abs=0.1) and limit == 6
     assert shifted_sections(shifted, 4, warn=False) is None  # 12 px allowed at 1/4 resolution
-    assert shifted_sections(np.repeat(plane[None], 6, axis=0), 1, warn=False) is None
+    assert shifted_sections(np.repeat(shifted[:1], 6, axis=0), 1, warn=False) is None
     assert trained_on_thick_sections([40, 5, 5]) and trained_on_thick_sections("10,5,5")
     assert not trained_on_thick_sections([9.9, 5, 5]) and not trained_on_thick_sections(None)
     assert not trained_on_thick_sections("null")

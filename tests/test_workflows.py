@@ -3,6 +3,7 @@ import pytest
 from emseg_monai import default_bundle_root
 from emseg_monai.errors import InputError
 from emseg_monai.workflows import config_path, resolve_bundle, segment_file
+from tests.conftest import shifted_stack
 
 
 def test_config_path_finds_bundle_configs_and_names_missing_ones(tmp_path):
@@ -57,28 +58,29 @@ def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_p
     assert (read_stack(flat) != read_stack(usual)).any()  # the override took effect
 
 
-def test_array_settings_read_no_file_of_the_working_directory(tmp_path, tiny_run, monkeypatch):
-    """load_bundle_networks is for arrays: the config's default image_file (data/image.tif) is not
-    measured, even where the working directory holds one and matching is on."""
+def _thick_copy(run, dest):
+    """A copy of a training run folder whose inference.yaml says it was trained on 40 x 5 x 5 nm voxels."""
     import re
     import shutil
 
-    import numpy as np
+    shutil.copytree(run, dest)
+    config = dest / "configs" / "inference.yaml"
+    text, found = re.subn(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", config.read_text())
+    assert found == 1
+    config.write_text(text)
+    return dest
+
+
+def test_array_settings_read_no_file_of_the_working_directory(tmp_path, tiny_run, monkeypatch):
+    """load_bundle_networks is for arrays: the config's default image_file (data/image.tif) is not
+    measured, even where the working directory holds one and matching is on."""
     import tifffile
 
     from emseg_monai.workflows import load_bundle_networks
 
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    config = run / "configs" / "inference.yaml"
-    config.write_text(
-        re.sub(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", config.read_text())
-    )
-    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    run = _thick_copy(tiny_run, tmp_path / "run")
     (tmp_path / "data").mkdir()
-    tifffile.imwrite(
-        tmp_path / "data" / "image.tif", np.stack([np.roll(plane, m, axis=(0, 1)) for m in [(0, 0), (6, 6)] * 3])
-    )
+    tifffile.imwrite(tmp_path / "data" / "image.tif", shifted_stack())
     monkeypatch.chdir(tmp_path)
     settings = load_bundle_networks(run, match_voxel_size=True, voxel_size="40,5,5")[2]
     assert settings.smoothing_z is None
@@ -91,21 +93,19 @@ def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp
     measures a file's shifts as 0.8.9's configs do, and an explicit sigma still wins."""
     import logging
     import re
-    import shutil
 
     import numpy as np
     import tifffile
 
     from emseg_monai.io import read_stack
 
-    older = tmp_path / "run"
-    shutil.copytree(tiny_run, older)
+    older = _thick_copy(tiny_run, tmp_path / "run")
     config = older / "configs" / "inference.yaml"
     text = re.sub(r"(?m)^\s*smoothing_z: .*\n", "", config.read_text())  # as emseg-monai < 0.8.9 wrote it
-    config.write_text(re.sub(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: [40.0, 5.0, 5.0]", text))
-    plane = np.tile(np.arange(48, dtype=np.uint8)[None] * 5, (48, 1)) ^ np.arange(48, dtype=np.uint8)[:, None] * 3
+    config.write_text(text)
+    assert "smoothing_z" not in text
     shifted = tmp_path / "shifted.tif"
-    tifffile.imwrite(shifted, np.stack([np.roll(plane, m, axis=(0, 1)) for m in [(0, 0), (6, 6)] * 3]))
+    tifffile.imwrite(shifted, shifted_stack())
     with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
         segment_file(shifted, tmp_path / "guarded.tif", older, voxel_size="40,5,5")
     assert "smoothed in Y and X only" in caplog.text
