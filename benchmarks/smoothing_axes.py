@@ -9,7 +9,8 @@ on the slices outside the labeled ones, and the time. Example, on a run of
     python benchmarks/smoothing_axes.py runs/gen_rough/epfl8rough runs/gen_rough/data_epfl8rough/image.tif \\
         runs/gen_rough/data_epfl8rough/label.tif every:4 1,1 0,1 0,1.5 0.5,1.5
 
-Each pair is ``Z,YX`` (slices, SCM pixels). Not a test.
+Each pair is ``Z,YX`` (slices, SCM pixels). ``--flips`` scores every pair with the final stage's 4
+flips averaged as well (``emseg segment --flips``), and stage 1 alone with its flips. Not a test.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("label")
     parser.add_argument("labeled", help="the run's labeled slices (a slice spec): the others are scored")
     parser.add_argument("pairs", nargs="+", help="Z,YX sigmas")
+    parser.add_argument("--flips", action="store_true", help="also score each pair, and stage 1, with test-time flips")
     args = parser.parse_args()
     pairs = [tuple(float(v) for v in pair.split(",")) for pair in args.pairs]
     image, truth = read_stack(args.image), read_mask(args.label) > 0
@@ -38,16 +40,21 @@ def main() -> None:
     stage1, scm, settings, _ = load_bundle_networks(args.run, use_scm=True)
     print(f"{args.run}: window {settings.window}, the run's smoothing {settings.smoothing} / {settings.smoothing_z}")
     result = None
-    for along_z, yx in pairs:
-        start = time.perf_counter()
-        chosen = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True)
-        result = segment(image, stage1, scm, chosen, progress=False)
-        dice, iou = dice_iou(result["final_mask"][scored] > 0, truth[scored])
-        print(
-            f"Z {along_z:g}, YX {yx:g}: Dice {100 * dice:.2f} IoU {100 * iou:.2f} ({time.perf_counter() - start:.0f} s)"
-        )
+    for flips in (False, True) if args.flips else (False,):
+        for along_z, yx in pairs:
+            start = time.perf_counter()
+            chosen = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True, flips=flips)
+            result = segment(image, stage1, scm, chosen, progress=False)
+            dice, iou = dice_iou(result["final_mask"][scored] > 0, truth[scored])
+            seconds = time.perf_counter() - start
+            named = ", flips" if flips else ""
+            print(f"Z {along_z:g}, YX {yx:g}{named}: Dice {100 * dice:.2f} IoU {100 * iou:.2f} ({seconds:.0f} s)")
     dice, iou = dice_iou(result["stage1_prob"][scored] >= 128, truth[scored])
     print(f"stage 1: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
+    if args.flips:
+        alone = segment(image, stage1, None, settings.replace(use_scm=False, flips=True), progress=False)
+        dice, iou = dice_iou(alone["final_mask"][scored] > 0, truth[scored])
+        print(f"stage 1, flips: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ if TYPE_CHECKING:  # annotations only: importing torch here would slow every com
 logger = logging.getLogger(__name__)
 
 SMOOTHING_KEYS = ("smoothing", "smoothing_z")  # inference settings that older run folders may lack
-# the settings#smoothing_z of inference.yaml since 0.8.9, for run folders written before it
+# the settings#smoothing_z of inference.yaml since 0.8.11, for run folders written before 0.8.9
+# (folders older than 0.8.6 have no `smoothing` key: the guard's last argument is left out there)
 OLD_FOLDER_Z_GUARD = (
     "$emseg_monai.inference.voxel_match.z_smoothing_for(None, @image_file, @trained_voxel_size, @match_voxel_size,"
-    " @settings#scm_downsample, @use_scm)"
+    " @settings#scm_downsample, @use_scm, @smoothing)"
 )
 
 
@@ -123,7 +124,8 @@ def segment_file(
         if overrides.get(key) is not None and key not in settings:
             overrides[f"settings#{key}"] = overrides[key]
     if "smoothing_z" not in settings and overrides.get("smoothing_z") is None and _knows_voxel_sizes(config):
-        overrides["settings#smoothing_z"] = OLD_FOLDER_Z_GUARD
+        guard = OLD_FOLDER_Z_GUARD if "smoothing" in config else OLD_FOLDER_Z_GUARD.replace(", @smoothing)", ")")
+        overrides["settings#smoothing_z"] = guard
     return run_config(["inference.yaml"], root, image_file=str(image_file), output_file=str(output_file), **overrides)
 
 

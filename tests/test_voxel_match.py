@@ -170,6 +170,15 @@ def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_
     assert z_smoothing_for("1.5", shifted, thick, True, 2) == 1.5  # an explicit sigma is kept
     with pytest.raises(InputError, match="smoothing_z must be a number, got 'flat'"):
         z_smoothing_for("flat", shifted, thick, True, 2)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        assert z_smoothing_for(None, shifted, thick, True, 2, True, "0") is None  # smoothing 0: nothing to guard
+        assert z_smoothing_for(None, shifted, thick, True, 2, True, 0.0) is None
+    assert caplog.text == ""  # and no warning about a smoothing that does not happen
+    assert z_smoothing_for(None, shifted, thick, True, 2, True, 1.0) == 0.0
+    assert z_smoothing_for(None, shifted, thick, True, 2, True, "null") == 0.0  # unknown (old folders): guarded
+    with pytest.raises(InputError, match="smoothing must be a number, got 'wide'"):
+        z_smoothing_for(None, shifted, thick, True, 2, True, "wide")
 
 
 def test_shifted_sections_measures_arrays_and_knows_thick_training():

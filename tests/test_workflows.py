@@ -122,3 +122,28 @@ def test_the_old_folder_guard_is_the_shipped_configs_expression():
 
     shipped = inference_config(resolve_bundle())["settings"]["smoothing_z"]
     assert shipped.replace("(@smoothing_z,", "(None,", 1) == OLD_FOLDER_Z_GUARD  # old folders: no smoothing_z key
+    assert OLD_FOLDER_Z_GUARD.count(", @smoothing)") == 1  # left out for folders older than the smoothing
+
+
+def test_a_run_folder_from_before_the_smoothing_gets_the_guard_without_it(tmp_path, tiny_run, caplog):
+    """A thick-section folder of emseg-monai 0.7 to 0.8.5 (trained_voxel_size, but no smoothing and
+    no smoothing_z keys) segments, with the file's shift guard, and does not ask for the missing key."""
+    import logging
+    import re
+
+    import tifffile
+
+    older = _thick_copy(tiny_run, tmp_path / "run")
+    config = older / "configs" / "inference.yaml"
+    text = re.sub(r"(?m)^\s*smoothing(_z)?: .*\n", "", config.read_text())
+    config.write_text(text)
+    from emseg_monai.workflows import inference_config
+
+    written = inference_config(older)
+    assert not any(key in written or key in written["settings"] for key in ("smoothing", "smoothing_z"))
+    shifted = tmp_path / "shifted.tif"
+    tifffile.imwrite(shifted, shifted_stack())
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        figures = segment_file(shifted, tmp_path / "out.tif", older, voxel_size="40,5,5")
+    assert "smoothed in Y and X only" in caplog.text
+    assert (tmp_path / "out.tif").exists() and figures is not None

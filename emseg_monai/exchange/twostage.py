@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from emseg_monai.errors import InputError
-from emseg_monai.transforms.windows import smoothing_reach
+from emseg_monai.transforms.windows import smoothing_reach, smoothing_sigmas
 
 
 def whole_factor(downsample: float, name: str) -> int:
@@ -178,7 +178,7 @@ class TwoStageNet(torch.nn.Module):
         self.half = int(window) // 2
         self.as_mask = input_kind == "mask"
         self.threshold = float(threshold)
-        along_z = float(smoothing if smoothing_z is None else smoothing_z)
+        along_z = smoothing_sigmas(smoothing, smoothing_z)[0]
         self.smooth = max(float(smoothing), along_z) > 0
         self.register_buffer("z_weights", gaussian_weights(along_z) if along_z > 0 else torch.ones(1))
         self.register_buffer("yx_weights", gaussian_weights(smoothing) if float(smoothing) > 0 else torch.ones(1))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from emseg_monai.data.normalize import resize_slices, resize_tensor, scaled_size
-from emseg_monai.transforms.windows import SMOOTHING_TRUNCATE, check_window, window_indices
+from emseg_monai.transforms.windows import SMOOTHING_TRUNCATE, check_window, smoothing_sigmas, window_indices
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def predict_stack(
     out = np.empty((wanted.size, *full), dtype=np.uint8)
     network.eval()
     batches = range(0, wanted.size, batch_size)
-    sigma = (float(smoothing if smoothing_z is None else smoothing_z), float(smoothing), float(smoothing))
+    sigma = smoothing_sigmas(smoothing, smoothing_z)
     low = np.empty((wanted.size, *small), np.float32) if max(sigma) > 0 else None
     with torch.inference_mode():
         for start in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True, leave=False):

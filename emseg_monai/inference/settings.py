@@ -10,7 +10,7 @@ import torch
 from emseg_monai.errors import InputError
 from emseg_monai.inference.backends import check_backend
 from emseg_monai.options import as_bool, as_choice, as_float, as_int, as_optional_float
-from emseg_monai.transforms.windows import smoothing_reach
+from emseg_monai.transforms.windows import smoothing_reach, smoothing_sigmas
 
 INPUT_KINDS = ("prob", "mask")
 
@@ -116,7 +116,7 @@ class InferenceSettings:
     @property
     def z_smoothing(self) -> float:
         """The SCM output's Gaussian standard deviation along Z, in slices (``smoothing_z``, else ``smoothing``)."""
-        return self.smoothing if self.smoothing_z is None else self.smoothing_z
+        return smoothing_sigmas(self.smoothing, self.smoothing_z)[0]
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with ``changes`` applied (and checked)."""

@@ -230,12 +230,14 @@ def z_smoothing_for(
     match: Any = True,
     scm_downsample: Any = 1,
     use_scm: Any = True,
+    smoothing: Any = None,
 ) -> float | None:
     """``smoothing_z`` as given, or 0.0 for an input of shifted sections segmented with a bundle
     trained on thick sections (Z/XY >= ``SCM_MAX_Z_RATIO``); None (``smoothing``'s sigma) otherwise.
 
-    Only where ``smoothing_z`` is unset (null), ``use_scm`` and ``match`` are on, the training voxel
-    size is known and thick, and ``image_file`` is a readable file or Zarr store: the upper quartile
+    Only where ``smoothing_z`` is unset (null), ``use_scm`` and ``match`` are on, ``smoothing`` is not
+    0 (nothing is smoothed; None: not known, as in run folders written before it existed), the
+    training voxel size is known and thick, and ``image_file`` is a readable file or Zarr store: the upper quartile
     of its neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX``
     pixels at the SCM's resolution (``scm_downsample``: the matched one, as the SCM will run) turns
     the smoothing along Z off, with a warning that says so (``shifted_sections``; the napari plugin
@@ -244,6 +246,8 @@ def z_smoothing_for(
     if not _unset(smoothing_z):
         return as_float(smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0)
     if not as_bool(use_scm, "use_scm") or not as_bool(match, "match_voxel_size"):
+        return None
+    if not _unset(smoothing) and as_float(smoothing, "smoothing", minimum=0.0, maximum=8.0) == 0:
         return None
     if not trained_on_thick_sections(trained_voxel_size) or _unset(image_file) or not Path(str(image_file)).exists():
         return None

@@ -17,6 +17,13 @@ def smoothing_reach(smoothing: float) -> int:
     return int(SMOOTHING_TRUNCATE * float(smoothing) + 0.5) if smoothing > 0 else 0
 
 
+def smoothing_sigmas(smoothing: float, smoothing_z: float | None = None) -> tuple[float, float, float]:
+    """(Z, Y, X) standard deviations of the SCM output's Gaussian: ``smoothing_z`` along Z where it
+    is set (None: ``smoothing``), ``smoothing`` in Y and X. In slices along Z, network pixels in Y, X."""
+    along_yx = float(smoothing)
+    return (along_yx if smoothing_z is None else float(smoothing_z), along_yx, along_yx)
+
+
 def check_window(window: int) -> int:
     """Return ``window`` as int after checking it is odd and >= 1 (InputError otherwise)."""
     try:
