@@ -11,7 +11,8 @@ Stacks (``--stacks``, comma-separated):
 - ``epfl``: the EPFL training volume as is (5 nm isotropic), labeled 0, 5, ..., 155;
 - ``epfl8``: EPFL made anisotropic by keeping every 8th slice (40 nm sections of 5 nm pixels,
   21 slices), labeled every 4th of those (0, 4, ..., 20): a proxy of serial-section TEM;
-- ``epfl8raw``: the same stack written without any voxel size (a plain TIFF, as many
+- ``epfl4``: EPFL kept at every 4th slice (20 nm sections, 42 slices), labeled every 4th of those;
+- ``epfl8raw``: the same 40 nm stack written without any voxel size (a plain TIFF, as many
   serial-section stacks travel): the run estimates the Z/XY ratio from the image;
 - ``epfl8rough``: a rougher serial-section proxy: sections 30 to 50 nm apart at random (every 6th
   to 10th slice, 40 nm on average, recorded as 40 nm) and each section shifted in Y and X by a
@@ -71,7 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--stacks",
         default="epfl,epfl8",
-        help="epfl, epfl8, epfl8raw, epfl8rough, epfl8thick (comma-separated; '' for none)",
+        help="epfl, epfl8, epfl4, epfl8raw, epfl8rough, epfl8thick (comma-separated; '' for none)",
     )
     parser.add_argument("--stack", action="append", default=[], help="NAME=IMAGE;LABEL;LABELED[;Z,Y,X nm]")
     parser.add_argument("--epochs", type=int)
@@ -113,13 +114,13 @@ def epfl_stacks(data: Path, out: Path, names: list[str]) -> dict[str, tuple]:
             write_calibrated(folder / "label.tif", label, (5, 5, 5)),
             "0:156:5",
         )
-    for name, voxel in (("epfl8", (40, 5, 5)), ("epfl8raw", None)):
+    for name, step, voxel in (("epfl8", 8, (40, 5, 5)), ("epfl8raw", 8, None), ("epfl4", 4, (20, 5, 5))):
         if name in names:
             folder = out / f"data_{name}"
             folder.mkdir(parents=True, exist_ok=True)
             stacks[name] = (
-                write_calibrated(folder / "image.tif", image[::8], voxel),
-                write_calibrated(folder / "label.tif", label[::8], voxel),
+                write_calibrated(folder / "image.tif", image[::step], voxel),
+                write_calibrated(folder / "label.tif", label[::step], voxel),
                 "every:4",
             )
     if "epfl8rough" in names:
@@ -247,7 +248,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = [s for s in args.stacks.split(",") if s]
     if names and not args.data_dir:
-        raise SystemExit("--data-dir (EPFL) is needed for --stacks epfl, epfl8, epfl8raw, epfl8rough, epfl8thick")
+        raise SystemExit(
+            "--data-dir (EPFL) is needed for --stacks epfl, epfl8, epfl4, epfl8raw, epfl8rough, epfl8thick"
+        )
     stacks = {k: (*v, None) for k, v in epfl_stacks(Path(args.data_dir or "."), out, names).items()}
     for spec in args.stack:
         name, _, rest = spec.partition("=")

@@ -10,7 +10,9 @@ on the slices outside the labeled ones, and the time. Example, on a run of
         runs/gen_rough/data_epfl8rough/label.tif every:4 1,1 0,1 0,1.5 0.5,1.5
 
 Each pair is ``Z,YX`` (slices, SCM pixels). ``--flips`` scores every pair with the final stage's 4
-flips averaged as well (``emseg segment --flips``), and stage 1 alone with its flips. Not a test.
+flips averaged as well (``emseg segment --flips``), stage 1 alone with its flips, and the SCM (the
+first pair's sigmas) reading flip-averaged stage-1 probabilities (what ``--flips`` did until
+emseg-monai 0.8.4). Not a test.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import time
 
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.evaluation import dice_iou
-from emseg_monai.inference.stages import segment
+from emseg_monai.inference.stages import scm as scm_stage
+from emseg_monai.inference.stages import segment, to_mask
 from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import load_bundle_networks
 
@@ -55,6 +58,11 @@ def main() -> None:
         alone = segment(image, stage1, None, settings.replace(use_scm=False, flips=True), progress=False)
         dice, iou = dice_iou(alone["final_mask"][scored] > 0, truth[scored])
         print(f"stage 1, flips: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
+        along_z, yx = pairs[0]
+        first = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True)
+        fed = to_mask(scm_stage(scm, alone["stage1_prob"], first, progress=False), first.threshold)
+        dice, iou = dice_iou(fed[scored] > 0, truth[scored])
+        print(f"Z {along_z:g}, YX {yx:g} on flipped stage 1: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,14 @@ MPP = ("min_size", "spread_min_size", "erosions_per_step")
 CHECKED = "image label labeled output overwrite resume window downsample tracking precision tensorboard device".split()
 CHECKED += ["voxel_size", "use_scm", "intensity_prob"]
 # emseg segment options -> inference.yaml keys (a flag left off keeps the config's default)
-SEGMENT = dict(flips="flips", batch_size="batch_size", backend="backend", save_stage1="save_stage1", device="device")
+SEGMENT = dict(
+    flips="flips",
+    stage1_flips="stage1_flips",
+    batch_size="batch_size",
+    backend="backend",
+    save_stage1="save_stage1",
+    device="device",
+)
 SEGMENT.update(block_size="block_size", resume="resume", workers="dask_workers", scheduler="dask_scheduler")
 SEGMENT.update(voxel_size="voxel_size", smoothing="smoothing", smoothing_z="smoothing_z")
 

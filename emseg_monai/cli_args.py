@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
             ("--scm", "run the SCM even where the training run decided on stage 1 alone (use_scm: false)", "flag"),
             ("--flips", "average 4 flips of the final stage: the SCM, or stage 1 when it runs alone (slower)", "flag"),
             (
+                "--stage1-flips",
+                "true or false: average stage 1's 4 flips also where the SCM reads them ({inference:stage1_flips}; "
+                "runs on sections >= 2x as thick as their pixels write true)",
+            ),
+            (
                 "--smoothing",
                 "sigma of the 3D Gaussian on the SCM's probabilities, in slices and network pixels "
                 "({inference:smoothing}; 0: none)",

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing torch here would slow every com
 
 logger = logging.getLogger(__name__)
 
-SMOOTHING_KEYS = ("smoothing", "smoothing_z")  # inference settings that older run folders may lack
+LATE_KEYS = ("smoothing", "smoothing_z", "stage1_flips")  # inference settings that older run folders may lack
 # the settings#smoothing_z of inference.yaml since 0.8.11, for run folders written before 0.8.9
 # (folders older than 0.8.6 have no `smoothing` key: the guard's last argument is left out there)
 OLD_FOLDER_Z_GUARD = (
@@ -111,8 +111,9 @@ def segment_file(
 ) -> list[dict[str, Any]]:
     """Run the bundle's ``inference.yaml`` on one stack; returns the job's per-file figures.
 
-    ``smoothing`` and ``smoothing_z`` overrides also reach run folders written before the options
-    existed (emseg-monai < 0.8.6 and < 0.8.9, whose ``settings`` do not name them). Such a folder
+    ``smoothing``, ``smoothing_z`` and ``stage1_flips`` overrides also reach run folders written
+    before the options existed (emseg-monai < 0.8.6, < 0.8.9 and < 0.8.11, whose ``settings`` do not
+    name them). Such a folder
     given no ``smoothing_z`` gets the file's shift guard (``voxel_match.z_smoothing_for``) that
     0.8.9's configs hold, where its config knows the trained voxel size: a bundle trained on thick
     sections then smooths a stack of shifted sections in Y and X only, as a newer one does.
@@ -120,7 +121,7 @@ def segment_file(
     root = resolve_bundle(bundle)
     config = inference_config(root)
     settings = config["settings"]
-    for key in SMOOTHING_KEYS:
+    for key in LATE_KEYS:
         if overrides.get(key) is not None and key not in settings:
             overrides[f"settings#{key}"] = overrides[key]
     if "smoothing_z" not in settings and overrides.get("smoothing_z") is None and _knows_voxel_sizes(config):
@@ -160,7 +161,7 @@ def load_bundle_networks(
     parser["image_file"] = overrides.pop("image_file", None)  # no file of the working directory is read
     for key, value in overrides.items():
         parser[key] = value
-    for key in SMOOTHING_KEYS:
+    for key in LATE_KEYS:
         if key in overrides and key not in parser["settings"]:  # a run folder from before 0.8.6 / 0.8.9
             parser["settings"][key] = overrides[key]
     stage1 = parser.get_parsed_content("network").eval()

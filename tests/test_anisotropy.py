@@ -242,6 +242,9 @@ def test_tiny_run_records_its_decision_and_finishes_its_stack(tiny_run, tiny_dat
         "anisotropy": 1.0,
     }
     assert 1.0 <= voxels["estimated_anisotropy"] < 2.5  # read as isotropic
+    from emseg_monai.training.bundle import config_defaults
+
+    assert config_defaults(tiny_run / "configs" / "inference.yaml")["stage1_flips"] is False  # one pass
     assert record["mpp_check"]["use_scm"] is True and "overruled: use_scm true" in record["mpp_check"]["reason"]
     from emseg_monai.networks import resolve_precision
 
@@ -305,6 +308,8 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     )
     assert 0 <= meta["emseg_training"]["section_shift_px"] < 6  # measured, and under the limit at downsample 2
     assert "smoothed by 1.0 along Z as well" in (run / "docs" / "README.md").read_text()
+    assert inference["stage1_flips"] is True  # thick sections: stage 1's flips feed the SCM
+    assert "stage 1 averages its 4 flips" in (run / "docs" / "README.md").read_text()
 
 
 def test_mpp_sizes_follow_the_pixel_size_unless_given():

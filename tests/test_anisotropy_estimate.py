@@ -154,6 +154,17 @@ def test_thick_sections_narrow_the_smoothing_unless_fine_tuning_or_unknown(field
     assert _smoothing_default(forty, True, aligned, 2) == {}
 
 
+def test_thick_sections_flip_stage_1_unless_fine_tuning_or_unknown():
+    from emseg_monai.training.pipeline import _flips_default
+
+    assert _flips_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), False) == {"stage1_flips": True}
+    assert _flips_default(VoxelSize(None, "image", 2.0), False) == {"stage1_flips": True}
+    assert _flips_default(VoxelSize(None, "image", 1.9), False) == {}  # about isotropic: one pass
+    assert _flips_default(VoxelSize((5.0, 5.0, 5.0), "file", 1.0), False) == {}
+    assert _flips_default(VoxelSize(None, "unknown", 8.0), False) == {}
+    assert _flips_default(VoxelSize((40.0, 5.0, 5.0), "file", 8.0), True) == {}  # fine-tuning keeps its own
+
+
 def test_sections_that_do_not_line_up_get_no_smoothing_along_z(field, tmp_path, caplog):
     sections = as_uint8(field[:18:2])  # (9, 64, 64), aligned as above
     moves = [(0, 0), (5, 5), (0, 0), (-5, 4), (0, 0), (5, 5), (0, 0), (-5, 4), (0, 0)]  # 7 px or more apart

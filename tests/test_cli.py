@@ -74,6 +74,22 @@ def test_segment_refuses_existing_output(trained, tiny_data, tmp_path, capsys):
     assert out.read_bytes() == b"keep me"
 
 
+def test_segment_stage1_flips_feed_the_scm_the_flip_average(trained, tiny_data, tmp_path, capsys):
+    """--stage1-flips true: the stage-1 probabilities the SCM reads are those stage 1 alone gives with --flips."""
+    fed, alone = tmp_path / "fed.tif", tmp_path / "alone.tif"
+    assert main(segment_args(trained, tiny_data, fed, "--stage1-flips", "true", "--save-stage1")) == 0
+    assert main(segment_args(trained, tiny_data, alone, "--no-scm", "--flips", "--save-stage1")) == 0
+    flipped = read_stack(tmp_path / "fed_stage1_prob.tif")
+    np.testing.assert_array_equal(flipped, read_stack(tmp_path / "alone_stage1_prob.tif"))
+    plain = tmp_path / "plain.tif"
+    assert main(segment_args(trained, tiny_data, plain, "--save-stage1")) == 0  # the tiny run's default: one pass
+    assert not np.array_equal(flipped, read_stack(tmp_path / "plain_stage1_prob.tif"))
+    capsys.readouterr()
+    bad = segment_args(trained, tiny_data, tmp_path / "bad.tif", "--stage1-flips", "often")[1:]
+    one_line_error(capsys, bad, "stage1_flips must be true or false (or 1/0), got 'often'")
+    assert not (tmp_path / "bad.tif").exists()
+
+
 def test_segment_stage1_only(trained, tiny_data, tmp_path):
     out = tmp_path / "s1.nii.gz"
     assert main(segment_args(trained, tiny_data, out, "--no-scm")) == 0

@@ -3,6 +3,7 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
+from emseg_monai.errors import InputError
 from emseg_monai.inference import InferenceSettings, predict_stack, segment, to_mask
 from emseg_monai.io import read_mask, read_stack, write_stack
 from emseg_monai.training import run_mpp, run_stage1
@@ -67,6 +68,21 @@ def test_flips_apply_to_the_final_stage_only():
     np.testing.assert_array_equal(both["stage1_prob"], plain["stage1_prob"])
     # ... and the SCM, the final stage, averages its flips
     np.testing.assert_array_equal(both["final_prob"], alone["stage1_prob"])
+
+
+def test_stage1_flips_average_stage_1_also_where_the_scm_reads_it():
+    image = np.random.default_rng(2).integers(0, 255, (5, 16, 16), dtype=np.uint8)
+    alone = segment(image, RampAlongX(), None, InferenceSettings(flips=True), progress=False)
+    settings = InferenceSettings(window=3, stage1_flips=True, smoothing=0)
+    fed = segment(image, RampAlongX(), RampAlongX(), settings, progress=False)
+    np.testing.assert_array_equal(fed["stage1_prob"], alone["stage1_prob"])  # the SCM reads the flip average
+    plain_scm = segment(image, RampAlongX(), RampAlongX(), settings.replace(stage1_flips=False), progress=False)
+    assert not np.array_equal(fed["stage1_prob"], plain_scm["stage1_prob"])
+    # the SCM itself still runs once (flips: false): its ramp is not mirrored
+    left, right = fed["final_prob"][0, 0, [0, -1]].astype(int)
+    assert right - left > 100
+    with pytest.raises(InputError, match="stage1_flips must be true or false .*, got 'often'"):
+        InferenceSettings(stage1_flips="often")
 
 
 def test_smoothing_applies_to_the_scm_output_and_blocks_equal_the_whole_stack():

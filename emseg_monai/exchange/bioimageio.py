@@ -408,6 +408,11 @@ def export_bioimageio(
         raise InputError(f"folder of the package does not exist: {output.parent}")
     model = load_bundle_model(bundle)
     factor = model.factor
+    if model.settings.flips or model.settings.stage1_flips:
+        logger.warning(
+            "the package runs each network once: the bundle's test-time flips (flips, stage1_flips) are not part of "
+            "it, so its masks can differ from emseg segment's"
+        )
     stack = sample_stack(factor, sample, slices=2 * z_halo(model) + 1)  # the package's fewest slices
     expected = predict_package_input(model, stack)
     example = torch.from_numpy(normalise_like_bioimageio(stack))[None, None]

@@ -46,7 +46,13 @@ class InferenceSettings:
     batch_size : int
         Slices per forward pass.
     flips : bool
-        Average the 4 flips at test time (4x slower).
+        Average the 4 flips at test time (4x slower), of the final stage only: the SCM, or stage 1
+        where it runs alone.
+    stage1_flips : bool
+        Average stage 1's 4 flips also where the SCM reads its probabilities (4x slower stage 1).
+        Runs on thick sections (Z/XY >= 2) write true: on three 40 nm proxies of serial sections
+        the SCM on flip-averaged stage 1 gained +0.3 to +0.8 Dice over the same SCM on one pass
+        (docs/results.md, "Flips of stage 1 on thick sections"); on EPFL's 5 nm sections it lost.
     smoothing : float
         Standard deviation of a 3D Gaussian on the SCM's probabilities at its resolution, before
         they are resized and thresholded: this many slices along Z and network pixels in Y and X
@@ -77,6 +83,7 @@ class InferenceSettings:
     threshold: float = 0.5
     batch_size: int = 4
     flips: bool = False
+    stage1_flips: bool = False
     smoothing: float = 1.5
     smoothing_z: float | None = None
     tile: int = 1024
@@ -96,6 +103,7 @@ class InferenceSettings:
             "threshold": as_float(self.threshold, "threshold", 0.0, 1.0),
             "batch_size": as_int(self.batch_size, "batch_size", minimum=1),
             "flips": as_bool(self.flips, "flips"),
+            "stage1_flips": as_bool(self.stage1_flips, "stage1_flips"),
             "smoothing": as_float(self.smoothing, "smoothing", minimum=0.0, maximum=8.0),
             "smoothing_z": as_optional_float(self.smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0),
             "tile": as_int(self.tile, "tile_size", minimum=0),

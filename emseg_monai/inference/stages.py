@@ -37,7 +37,9 @@ def stage1(
 
     ``settings.flips`` applies to the final stage only: with ``scm_follows`` (the SCM reads these
     probabilities) stage 1 runs without flips, since the SCM was trained on single-pass stage-1
-    probabilities and flip-averaged ones cost up to 0.9 Dice on unseen slices (docs/results.md).
+    probabilities and flip-averaged ones cost up to 0.9 Dice on EPFL's unseen slices
+    (docs/results.md). ``settings.stage1_flips`` averages stage 1's flips in every case: on thick
+    sections, where the SCM's window is short, the SCM gains from them.
     """
     prepare = None if value_range is None else partial(normalize_stack, value_range=value_range)
     return predict_stack(
@@ -47,7 +49,7 @@ def stage1(
         settings.stage1_downsample,
         settings.batch_size,
         settings.device,
-        settings.flips and not scm_follows,
+        (settings.flips and not scm_follows) or settings.stage1_flips,
         "stage 1",
         progress,
         tile=settings.tile,

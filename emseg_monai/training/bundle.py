@@ -201,6 +201,11 @@ def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> s
             f"- a quarter of the neighbouring sections shifted by {shift:g} px or more: the SCM's output is smoothed "
             f"by {inference.get('smoothing')} {along} (`smoothing`, `smoothing_z` in configs/inference.yaml)."
         )
+    if inference.get("stage1_flips") in (True, "true"):
+        lines.append(
+            "- sections at least twice as thick as their pixels: stage 1 averages its 4 flips "
+            "(`stage1_flips: true` in configs/inference.yaml; 4x the time of stage 1)."
+        )
     if check:
         lines.append(f"- MPP check: {check.get('reason')}.")
     use = inference.get("use_scm", True)
