@@ -33,7 +33,8 @@ def combinations(first, second, settings, image, value_range) -> Iterator[tuple[
     for flips in (False, True):
         start = time.perf_counter()
         # scm_follows left False: stage 1 takes the flips asked for here, whatever runs after it
-        probs[flips] = stage1(first, image, dataclasses.replace(settings, flips=flips), value_range, progress=False)
+        one_or_four = dataclasses.replace(settings, flips=flips, stage1_flips=False)  # thick runs write true
+        probs[flips] = stage1(first, image, one_or_four, value_range, progress=False)
         yield f"stage 1{' with flips' if flips else ''}", probs[flips], time.perf_counter() - start
     for flips1 in (False, True):
         for flips2 in (False, True):

@@ -41,6 +41,7 @@ def main() -> None:
     image, truth = read_stack(args.image), read_mask(args.label) > 0
     scored = complement(parse_slice_spec(args.labeled, truth.shape[0]), truth.shape[0])
     stage1, scm, settings, _ = load_bundle_networks(args.run, use_scm=True)
+    settings = settings.replace(stage1_flips=False)  # one pass unless a line says flips (thick runs write true)
     print(f"{args.run}: window {settings.window}, the run's smoothing {settings.smoothing} / {settings.smoothing_z}")
     result = None
     for flips in (False, True) if args.flips else (False,):

@@ -42,6 +42,7 @@ def _with_default(text: str, defaults: dict[str, dict]) -> str:
         config, key = match.group(1), match.group(2)
         found = defaults.get(config, {}).get(key)
         shown = ",".join(map(str, found)) if isinstance(found, list) else found
+        shown = str(shown).lower() if isinstance(found, bool) else shown  # as YAML writes it
         return f"default {shown}, {config}.yaml: {key}" if found is not None else f"{config}.yaml: {key}"
 
     return re.sub(r"\{(\w+):(\w+)\}", value, text)

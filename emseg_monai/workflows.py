@@ -113,10 +113,10 @@ def segment_file(
 
     ``smoothing``, ``smoothing_z`` and ``stage1_flips`` overrides also reach run folders written
     before the options existed (emseg-monai < 0.8.6, < 0.8.9 and < 0.8.11, whose ``settings`` do not
-    name them). Such a folder
-    given no ``smoothing_z`` gets the file's shift guard (``voxel_match.z_smoothing_for``) that
-    0.8.9's configs hold, where its config knows the trained voxel size: a bundle trained on thick
-    sections then smooths a stack of shifted sections in Y and X only, as a newer one does.
+    name them). A folder without ``smoothing_z`` that is given none gets the file's shift guard
+    (``voxel_match.z_smoothing_for``, as the shipped configs hold it) where its config knows the
+    trained voxel size: a bundle trained on thick sections then smooths a stack of shifted sections
+    in Y and X only, as a newer one does.
     """
     root = resolve_bundle(bundle)
     config = inference_config(root)
@@ -162,7 +162,7 @@ def load_bundle_networks(
     for key, value in overrides.items():
         parser[key] = value
     for key in LATE_KEYS:
-        if key in overrides and key not in parser["settings"]:  # a run folder from before 0.8.6 / 0.8.9
+        if key in overrides and key not in parser["settings"]:  # a run folder from before 0.8.6 / 0.8.9 / 0.8.11
             parser["settings"][key] = overrides[key]
     stage1 = parser.get_parsed_content("network").eval()
     scm = parser.get_parsed_content("scm_network")

@@ -113,6 +113,7 @@ def test_interrupted_run_resumes_and_skips_finished_blocks(nets, volume, referen
         segment_blocks(volume[0] / "image.tif", out, nets, SETTINGS.replace(smoothing_z=0), 4, resume=True)
     older = json.loads(kept)
     del older["smoothing_z"]  # as emseg-monai < 0.8.9 recorded it: one sigma in all axes, as SETTINGS has
+    del older["stage1_flips"]  # and < 0.8.11: stage 1 once before the SCM, as SETTINGS has
     recorded.write_text(json.dumps(older))
     same_masks = SETTINGS.replace(smoothing_z=SETTINGS.smoothing)  # the sigma along Z given, equal: accepted
     stats = segment_blocks(volume[0] / "image.tif", out, nets, same_masks, block=4, resume=True, progress=False)
@@ -350,8 +351,8 @@ def test_a_cluster_without_workers_ends_the_run_with_one_line():
 
 @pytest.mark.parametrize(
     "changes",
-    [{"flips": True}, {"input_kind": "mask"}, {"stage1_downsample": 2, "scm_downsample": 2}],
-    ids=["flips", "mask-inputs", "half-resolution"],
+    [{"flips": True}, {"stage1_flips": True}, {"input_kind": "mask"}, {"stage1_downsample": 2, "scm_downsample": 2}],
+    ids=["flips", "stage1-flips", "mask-inputs", "half-resolution"],
 )
 def test_block_wise_equals_whole_volume_with_other_settings(nets, volume, tmp_path, changes):
     settings = SETTINGS.replace(**changes)

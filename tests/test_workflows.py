@@ -117,6 +117,29 @@ def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp
     assert float(sigma) > 0 and (guarded != read_stack(tmp_path / "before.tif")).any()  # what 0.8.8 wrote differs
 
 
+def test_stage1_flips_reach_a_run_folder_written_before_the_option(tmp_path, tiny_run, tiny_data):
+    """A folder of emseg-monai < 0.8.11 (no stage1_flips key): the override still turns stage 1's flips on."""
+    import re
+    import shutil
+
+    import numpy as np
+
+    from emseg_monai.io import read_stack
+
+    older = tmp_path / "run"
+    shutil.copytree(tiny_run, older)
+    config = older / "configs" / "inference.yaml"
+    config.write_text(re.sub(r"(?m)^\s*stage1_flips: .*\n", "", config.read_text()))
+    assert "stage1_flips" not in config.read_text()
+    image = tiny_data / "test_image.tif"
+    for folder, name in ((older, "old"), (tiny_run, "new")):
+        segment_file(image, tmp_path / f"{name}.tif", folder, stage1_flips=True, save_stage1=True)
+    flipped = read_stack(tmp_path / "old_stage1_prob.tif")
+    np.testing.assert_array_equal(flipped, read_stack(tmp_path / "new_stage1_prob.tif"))
+    segment_file(image, tmp_path / "plain.tif", older, save_stage1=True)
+    assert not np.array_equal(flipped, read_stack(tmp_path / "plain_stage1_prob.tif"))
+
+
 def test_the_old_folder_guard_is_the_shipped_configs_expression():
     from emseg_monai.workflows import OLD_FOLDER_Z_GUARD, inference_config
 

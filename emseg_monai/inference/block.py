@@ -61,7 +61,8 @@ def block_probs(
 ) -> np.ndarray:
     """Pass 1: stage-1 probabilities, uint8 0..255 (z1 - z0, Y, X), of slices [z0, z1) of a lazy volume.
 
-    ``scm_follows`` (pass 1: the SCM reads them) turns test-time flips off, as ``stages.stage1``.
+    ``scm_follows`` (pass 1: the SCM reads them) turns ``settings.flips`` off, as ``stages.stage1``
+    (``settings.stage1_flips`` still averages stage 1's flips).
     """
     return stage1(network, read_slices(volume, z0, z1), settings, value_range, progress=False, scm_follows=scm_follows)
 

@@ -277,6 +277,7 @@ def segment_blocks(
         before_smoothing = "smoothing" not in recorded  # started by emseg-monai < 0.8.6: no smoothing then
         recorded.setdefault("smoothing", 0.0)
         recorded.setdefault("smoothing_z", recorded["smoothing"])  # emseg-monai < 0.8.9: one sigma in all axes
+        recorded.setdefault("stage1_flips", False)  # emseg-monai < 0.8.11: stage 1 once where the SCM follows
         if recorded != record:
             hint = "; it predates the smoothing: resume with smoothing 0" if before_smoothing else ""
             raise InputError(

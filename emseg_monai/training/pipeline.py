@@ -252,7 +252,8 @@ def train_pipeline(
     inference.update({k: v for k, v in smoothing.items() if k != "section_shift_px"})
     own_stack = {"match_voxel_size": False}  # the training stack has the trained voxel size by definition
     stage1_infer = ["inference.yaml", "stage1_infer.yaml"]
-    timed("stage 1 inference", stage1_infer, stage1_files, **common, **inference, **own_stack)
+    one_pass = {"flips": False, "stage1_flips": False}  # MPP and the SCM learn from one-pass stage-1 outputs
+    timed("stage 1 inference", stage1_infer, stage1_files, **common, **inference, **own_stack, **one_pass)
     mpp_keys = ("label_file", "labeled_slices", "output_dir")
     mpp_done = all((out / f).is_file() for f in ("mpp_mask.tif", MPP_REPORT))
     timed("MPP", ["mpp.yaml"], mpp_done, **{k: common[k] for k in mpp_keys}, **mpp)
