@@ -51,9 +51,9 @@ class InferenceSettings:
     stage1_flips : bool
         Average stage 1's 4 flips also where the SCM reads its probabilities (4x slower stage 1).
         Runs on thick sections (Z/XY >= 2) write true: on three 40 nm proxies of serial sections
-        the SCM on flip-averaged stage 1 gained +0.3 to +0.8 Dice over the same SCM on one pass
-        (docs/results.md, "Flips of stage 1 on thick sections"); on EPFL's 5 nm sections it lost
-        0.36 on unseen slices (two-seed mean).
+        the SCM on flip-averaged stage 1 gained +0.3 to +0.8 Dice over the same SCM on one pass,
+        on a 20 nm one +0.2 (docs/results.md, "Flips of stage 1 on thick sections"); on EPFL's
+        5 nm sections it lost 0.36 on unseen slices (two-seed mean).
     smoothing : float
         Standard deviation of a 3D Gaussian on the SCM's probabilities at its resolution, before
         they are resized and thresholded: this many slices along Z and network pixels in Y and X
