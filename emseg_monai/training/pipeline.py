@@ -415,10 +415,10 @@ def _flips_default(voxels: VoxelSize, own_recipe: bool) -> dict[str, Any]:
     section's thickness; a misaligned one) the run's SCM reading stage 1's 4 flips averaged scored
     +0.3 to +0.8 Dice above the same SCM on one pass (on a 20 nm proxy +0.2), and stage 1 alone
     with its flips +0.2 to +0.8 above stage 1 (docs/results.md, "Flips of stage 1 on thick
-    sections"); on EPFL's 5 nm sections
-    the SCM lost on unseen slices with them, so isotropic runs keep one pass. Only the bundle's
-    segmentation changes: MPP and the SCM train on one-pass stage-1 outputs, as measured. A
-    fine-tuned run keeps its source's settings; an unknown voxel size keeps the default.
+    sections"); on EPFL's 5 nm sections the SCM lost on unseen slices with them, so isotropic runs
+    keep one pass. Only the bundle's segmentation changes: MPP and the SCM train on one-pass
+    stage-1 outputs, as measured. A fine-tuned run keeps its source's settings; an unknown voxel
+    size keeps the default.
     """
     if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
         return {}
