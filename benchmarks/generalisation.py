@@ -106,41 +106,25 @@ def epfl_stacks(data: Path, out: Path, names: list[str]) -> dict[str, tuple]:
         return stacks
     image, truth = read_stack(data / "training.tif"), read_mask(data / "training_groundtruth.tif")
     label = truth.astype(np.uint8) * 255
-    if "epfl" in names:
-        folder = out / "data_epfl"
+
+    def write(name: str, stack: np.ndarray, mask: np.ndarray, voxel, labeled: str = "every:4") -> None:
+        folder = out / f"data_{name}"
         folder.mkdir(parents=True, exist_ok=True)
-        stacks["epfl"] = (
-            write_calibrated(folder / "image.tif", image, (5, 5, 5)),
-            write_calibrated(folder / "label.tif", label, (5, 5, 5)),
-            "0:156:5",
+        stacks[name] = (
+            write_calibrated(folder / "image.tif", stack, voxel),
+            write_calibrated(folder / "label.tif", mask, voxel),
+            labeled,
         )
+
+    if "epfl" in names:
+        write("epfl", image, label, (5, 5, 5), "0:156:5")
     for name, step, voxel in (("epfl8", 8, (40, 5, 5)), ("epfl8raw", 8, None), ("epfl4", 4, (20, 5, 5))):
         if name in names:
-            folder = out / f"data_{name}"
-            folder.mkdir(parents=True, exist_ok=True)
-            stacks[name] = (
-                write_calibrated(folder / "image.tif", image[::step], voxel),
-                write_calibrated(folder / "label.tif", label[::step], voxel),
-                "every:4",
-            )
+            write(name, image[::step], label[::step], voxel)
     if "epfl8rough" in names:
-        folder = out / "data_epfl8rough"
-        folder.mkdir(parents=True, exist_ok=True)
-        rough_image, rough_label = rough_sections(image, label)
-        stacks["epfl8rough"] = (
-            write_calibrated(folder / "image.tif", rough_image, (40, 5, 5)),
-            write_calibrated(folder / "label.tif", rough_label, (40, 5, 5)),
-            "every:4",
-        )
+        write("epfl8rough", *rough_sections(image, label), (40, 5, 5))
     if "epfl8thick" in names:
-        folder = out / "data_epfl8thick"
-        folder.mkdir(parents=True, exist_ok=True)
-        thick_image, thick_label = projected_sections(image, truth)
-        stacks["epfl8thick"] = (
-            write_calibrated(folder / "image.tif", thick_image, (40, 5, 5)),
-            write_calibrated(folder / "label.tif", thick_label, (40, 5, 5)),
-            "every:4",
-        )
+        write("epfl8thick", *projected_sections(image, truth), (40, 5, 5))
     return stacks
 
 
