@@ -38,7 +38,6 @@ def test_segment_file_names_missing_weights(tmp_path, tiny_data):
 
 
 def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_path, tiny_run, tiny_data):
-    import re
     import shutil
 
     from emseg_monai.io import read_stack
@@ -46,9 +45,7 @@ def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_p
 
     older = tmp_path / "run"
     shutil.copytree(tiny_run, older)
-    config = older / "configs" / "inference.yaml"
-    text = re.sub(r"(?m)^\s*smoothing_z: .*\n", "", config.read_text())  # as emseg-monai < 0.8.9 wrote it
-    config.write_text(text)
+    text = _drop_keys(older, "smoothing_z")  # as emseg-monai < 0.8.9 wrote it
     assert "smoothing_z" not in text
     assert load_bundle_networks(older)[2].smoothing_z is None  # one sigma in all axes, as that version did
     assert load_bundle_networks(older, smoothing_z=0)[2].smoothing_z == 0.0
@@ -56,6 +53,17 @@ def test_smoothing_overrides_reach_a_run_folder_written_before_the_options(tmp_p
     segment_file(tiny_data / "image.tif", flat, older, smoothing=2.0, smoothing_z=0)
     segment_file(tiny_data / "image.tif", usual, older, smoothing=2.0)
     assert (read_stack(flat) != read_stack(usual)).any()  # the override took effect
+
+
+def _drop_keys(folder, keys):
+    """Remove the lines of ``keys`` (a regex alternation) from ``folder``'s inference.yaml, at any
+    indent (top level and settings), as an older emseg-monai wrote it; returns the new text."""
+    import re
+
+    config = folder / "configs" / "inference.yaml"
+    text = re.sub(rf"(?m)^\s*(?:{keys}): .*\n", "", config.read_text())
+    config.write_text(text)
+    return text
 
 
 def _thick_copy(run, dest):
@@ -100,9 +108,7 @@ def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp
     from emseg_monai.io import read_stack
 
     older = _thick_copy(tiny_run, tmp_path / "run")
-    config = older / "configs" / "inference.yaml"
-    text = re.sub(r"(?m)^\s*smoothing_z: .*\n", "", config.read_text())  # as emseg-monai < 0.8.9 wrote it
-    config.write_text(text)
+    text = _drop_keys(older, "smoothing_z")  # as emseg-monai < 0.8.9 wrote it
     assert "smoothing_z" not in text
     shifted = tmp_path / "shifted.tif"
     tifffile.imwrite(shifted, shifted_stack())
@@ -119,7 +125,6 @@ def test_a_run_folder_from_before_the_z_sigma_gets_the_shift_guard_for_files(tmp
 
 def test_stage1_flips_reach_a_run_folder_written_before_the_option(tmp_path, tiny_run, tiny_data):
     """A folder of emseg-monai < 0.8.11 (no stage1_flips key): the override still turns stage 1's flips on."""
-    import re
     import shutil
 
     import numpy as np
@@ -128,9 +133,7 @@ def test_stage1_flips_reach_a_run_folder_written_before_the_option(tmp_path, tin
 
     older = tmp_path / "run"
     shutil.copytree(tiny_run, older)
-    config = older / "configs" / "inference.yaml"
-    config.write_text(re.sub(r"(?m)^\s*stage1_flips: .*\n", "", config.read_text()))
-    assert "stage1_flips" not in config.read_text()
+    assert "stage1_flips" not in _drop_keys(older, "stage1_flips")
     image = tiny_data / "test_image.tif"
     for folder, name in ((older, "old"), (tiny_run, "new")):
         segment_file(image, tmp_path / f"{name}.tif", folder, stage1_flips=True, save_stage1=True)
@@ -152,14 +155,11 @@ def test_a_run_folder_from_before_the_smoothing_gets_the_guard_without_it(tmp_pa
     """A thick-section folder of emseg-monai 0.7 to 0.8.5 (trained_voxel_size, but no smoothing and
     no smoothing_z keys) segments, with the file's shift guard, and does not ask for the missing key."""
     import logging
-    import re
 
     import tifffile
 
     older = _thick_copy(tiny_run, tmp_path / "run")
-    config = older / "configs" / "inference.yaml"
-    text = re.sub(r"(?m)^\s*smoothing(_z)?: .*\n", "", config.read_text())
-    config.write_text(text)
+    _drop_keys(older, "smoothing|smoothing_z")
     from emseg_monai.workflows import inference_config
 
     written = inference_config(older)
