@@ -371,6 +371,13 @@ def _voxel_defaults(voxels: VoxelSize, shared: dict[str, Any], own_recipe: bool)
     return chosen
 
 
+def _thick_section_run(voxels: VoxelSize, own_recipe: bool) -> bool:
+    """Whether a run gets the thick-section inference defaults (``_smoothing_default``, ``_flips_default``):
+    Z/XY >= ``SCM_MAX_Z_RATIO`` from a known or estimated voxel size, and not a fine-tuning run (which
+    keeps its source's settings)."""
+    return not own_recipe and voxels.source != "unknown" and voxels.anisotropy >= SCM_MAX_Z_RATIO
+
+
 def _smoothing_default(
     voxels: VoxelSize, own_recipe: bool, image_file: str | Path, scm_downsample: float
 ) -> dict[str, Any]:
@@ -388,7 +395,7 @@ def _smoothing_default(
     ``section_shift_px`` for the run's record. A fine-tuned run keeps its source's settings; an
     unknown voxel size keeps the default.
     """
-    if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
+    if not _thick_section_run(voxels, own_recipe):
         return {}
     from emseg_monai.io.alignment import shift_limit, upper_shift_quartile
 
@@ -420,7 +427,7 @@ def _flips_default(voxels: VoxelSize, own_recipe: bool) -> dict[str, Any]:
     stage-1 outputs, as measured. A fine-tuned run keeps its source's settings; an unknown voxel
     size keeps the default.
     """
-    if own_recipe or voxels.source == "unknown" or voxels.anisotropy < SCM_MAX_Z_RATIO:
+    if not _thick_section_run(voxels, own_recipe):
         return {}
     logger.info("Z/XY ratio %.2g: the run's bundle averages stage 1's 4 flips (stage1_flips true)", voxels.anisotropy)
     return {"stage1_flips": True}
