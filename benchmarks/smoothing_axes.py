@@ -11,8 +11,8 @@ on the slices outside the labeled ones, and the time. Example, on a run of
 
 Each pair is ``Z,YX`` (slices, SCM pixels). ``--flips`` scores every pair with the final stage's 4
 flips averaged as well (``emseg segment --flips``), stage 1 alone with its flips, and the SCM (the
-first pair's sigmas) reading flip-averaged stage-1 probabilities (what ``--flips`` did until
-emseg-monai 0.8.4). Not a test.
+first pair's sigmas) reading flip-averaged stage-1 probabilities (``stage1_flips``; what ``--flips``
+did until emseg-monai 0.8.4). Not a test.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import time
 
 from emseg_monai.data.slices import complement, parse_slice_spec
 from emseg_monai.evaluation import dice_iou
-from emseg_monai.inference.stages import scm as scm_stage
-from emseg_monai.inference.stages import segment, to_mask
+from emseg_monai.inference.stages import segment
 from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import load_bundle_networks
 
@@ -60,9 +59,8 @@ def main() -> None:
         dice, iou = dice_iou(alone["final_mask"][scored] > 0, truth[scored])
         print(f"stage 1, flips: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
         along_z, yx = pairs[0]
-        first = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True)
-        fed = to_mask(scm_stage(scm, alone["stage1_prob"], first, progress=False), first.threshold)
-        dice, iou = dice_iou(fed[scored] > 0, truth[scored])
+        fed = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True, stage1_flips=True)
+        dice, iou = dice_iou(segment(image, stage1, scm, fed, progress=False)["final_mask"][scored] > 0, truth[scored])
         print(f"Z {along_z:g}, YX {yx:g} on flipped stage 1: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
 
 
