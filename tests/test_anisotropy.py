@@ -310,6 +310,16 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
     assert "smoothed by 1.0 along Z as well" in (run / "docs" / "README.md").read_text()
     assert inference["stage1_flips"] is True  # thick sections: stage 1's flips feed the SCM
     assert "stage 1 averages its 4 flips" in (run / "docs" / "README.md").read_text()
+    # ... at segmentation only: MPP and the SCM learned from one pass (an SCM trained on flip-averaged
+    # stage 1 measured no better, docs/results.md), so the run's stage1_prob.tif is the one-pass output
+    from emseg_monai.workflows import segment_file
+
+    written = read_stack(run / "stage1_prob.tif")
+    for flips in (False, True):
+        out = tmp_path / f"stage1_flips_{flips}.tif"
+        segment_file(image, out, run, use_scm=False, stage1_flips=flips, save_stage1=True, match_voxel_size=False)
+        same = np.array_equal(read_stack(tmp_path / f"stage1_flips_{flips}_stage1_prob.tif"), written)
+        assert same is not flips
 
 
 def test_mpp_sizes_follow_the_pixel_size_unless_given():

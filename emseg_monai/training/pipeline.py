@@ -424,8 +424,9 @@ def _flips_default(voxels: VoxelSize, own_recipe: bool) -> dict[str, Any]:
     with its flips +0.2 to +0.8 above stage 1 (docs/results.md, "Flips of stage 1 on thick
     sections"); on EPFL's 5 nm sections the SCM lost on unseen slices with them, so isotropic runs
     keep one pass. Only the bundle's segmentation changes: MPP and the SCM train on one-pass
-    stage-1 outputs, as measured. A fine-tuned run keeps its source's settings; an unknown voxel
-    size keeps the default.
+    stage-1 outputs (SCMs trained on flip-averaged ones, as inputs and targets or as targets alone,
+    scored no better on two 40 nm proxies: docs/results.md). A fine-tuned run keeps its source's
+    settings; an unknown voxel size keeps the default.
     """
     if not _thick_section_run(voxels, own_recipe):
         return {}
