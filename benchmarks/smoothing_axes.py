@@ -3,11 +3,11 @@
 For thick and misaligned sections (docs/results.md, "A rough serial-section stack"): a run's
 stage 1 and SCM (the SCM forced on, whatever the run's check decided) segment the stack once per
 pair of sigmas (``InferenceSettings(smoothing=YX, smoothing_z=Z)``); each line prints Dice and IoU
-on the slices outside the labeled ones, and the time. Example, on a run of
-``benchmarks/generalisation.py``::
+on the slices ``--score`` names, and the time; several runs are scored one after the other.
+Example, on a run of ``benchmarks/generalisation.py``::
 
-    python benchmarks/smoothing_axes.py runs/gen_rough/epfl8rough runs/gen_rough/data_epfl8rough/image.tif \\
-        runs/gen_rough/data_epfl8rough/label.tif every:4 1,1 0,1 0,1.5 0.5,1.5
+    python benchmarks/smoothing_axes.py runs/gen_rough/epfl8rough --image runs/gen_rough/data_epfl8rough/image.tif \\
+        --truth runs/gen_rough/data_epfl8rough/label.tif --score rest-of:every:4 --pairs 1,1 0,1 0,1.5 0.5,1.5
 
 Each pair is ``Z,YX`` (slices, SCM pixels). ``--flips`` scores every pair with the final stage's 4
 flips averaged as well (``emseg segment --flips``), stage 1 alone with its flips, and the SCM (the
@@ -17,44 +17,52 @@ did until emseg-monai 0.8.4). Not a test.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from emseg_monai.data.slices import complement, parse_slice_spec
+import numpy as np
+from ensemble import read_scored, runs_parser  # benchmarks/ensemble.py: this script's folder is on sys.path
+
 from emseg_monai.evaluation import dice_iou
 from emseg_monai.inference.stages import segment
-from emseg_monai.io import read_mask, read_stack
 from emseg_monai.workflows import load_bundle_networks
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a bundle folder (a training run, or bundle/)")
-    parser.add_argument("image")
-    parser.add_argument("label")
-    parser.add_argument("labeled", help="the run's labeled slices (a slice spec): the others are scored")
-    parser.add_argument("pairs", nargs="+", help="Z,YX sigmas")
+    parser = runs_parser(__doc__.splitlines()[0])
+    parser.add_argument("--pairs", nargs="+", required=True, help="Z,YX sigmas (slices, SCM pixels)")
     parser.add_argument("--flips", action="store_true", help="also score each pair, and stage 1, with test-time flips")
     args = parser.parse_args()
-    pairs = [tuple(float(v) for v in pair.split(",")) for pair in args.pairs]
-    image, truth = read_stack(args.image), read_mask(args.label) > 0
-    scored = complement(parse_slice_spec(args.labeled, truth.shape[0]), truth.shape[0])
-    stage1, scm, settings, _ = load_bundle_networks(args.run, use_scm=True)
+    try:
+        pairs = [tuple(float(v) for v in pair.split(",")) for pair in args.pairs]
+    except ValueError:
+        raise SystemExit(f"--pairs takes Z,YX sigmas such as 1,1.5, got {args.pairs}") from None
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"--pairs takes Z,YX sigmas such as 1,1.5, got {args.pairs}")
+    image, truth, scored = read_scored(args)
+    for run in args.runs:
+        score_run(run, image, truth, scored, pairs, args.flips)
+
+
+def score_run(
+    run: str, image: np.ndarray, truth: np.ndarray, scored: np.ndarray, pairs: list[tuple[float, float]], flips: bool
+) -> None:
+    """Print one run's lines: each (Z, YX) pair (and with ``flips`` each again with flips), then stage 1."""
+    stage1, scm, settings, _ = load_bundle_networks(run, use_scm=True)
     settings = settings.replace(stage1_flips=False)  # one pass unless a line says flips (thick runs write true)
-    print(f"{args.run}: window {settings.window}, the run's smoothing {settings.smoothing} / {settings.smoothing_z}")
+    print(f"{run}: window {settings.window}, the run's smoothing {settings.smoothing} / {settings.smoothing_z}")
     result = None
-    for flips in (False, True) if args.flips else (False,):
+    for flipped in (False, True) if flips else (False,):
         for along_z, yx in pairs:
             start = time.perf_counter()
-            chosen = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True, flips=flips)
+            chosen = settings.replace(smoothing=yx, smoothing_z=along_z, use_scm=True, flips=flipped)
             result = segment(image, stage1, scm, chosen, progress=False)
             dice, iou = dice_iou(result["final_mask"][scored] > 0, truth[scored])
             seconds = time.perf_counter() - start
-            named = ", flips" if flips else ""
+            named = ", flips" if flipped else ""
             print(f"Z {along_z:g}, YX {yx:g}{named}: Dice {100 * dice:.2f} IoU {100 * iou:.2f} ({seconds:.0f} s)")
     dice, iou = dice_iou(result["stage1_prob"][scored] >= 128, truth[scored])
     print(f"stage 1: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
-    if args.flips:
+    if flips:
         alone = segment(image, stage1, None, settings.replace(use_scm=False, flips=True), progress=False)
         dice, iou = dice_iou(alone["final_mask"][scored] > 0, truth[scored])
         print(f"stage 1, flips: Dice {100 * dice:.2f} IoU {100 * iou:.2f}")
