@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-__version__ = "0.8.11"
+__version__ = "0.8.12"
 
 
 def default_bundle_root() -> str:

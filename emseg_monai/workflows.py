@@ -175,14 +175,15 @@ def thick_for_scm(volume: Any, config: Any) -> str | None:
     ``volume`` is a (Z, Y, X) array (numpy, Zarr, Dask: only a few central crops are read) with no
     voxel size known, as a napari layer at the default scale; ``config`` the bundle's
     ``inference_config``. The volume's Z/XY ratio as its image shows it (``io.anisotropy``) is
-    compared with the bundle's ``trained_voxel_size`` as for a file (``voxel_match.thicker_than_trained``);
+    compared with the bundle's ``trained_voxel_size`` (or ``trained_z_ratio``) as for a file
+    (``voxel_match.thicker_than_trained``);
     the text names the estimate (``voxel_match.thick_reason``).
     """
     from emseg_monai.inference.voxel_match import thick_reason, thicker_than_trained
     from emseg_monai.io.anisotropy import estimate_anisotropy
 
     estimate = estimate_anisotropy(volume)
-    thicker = thicker_than_trained(estimate, config["trained_voxel_size"])
+    thicker = thicker_than_trained(estimate, config["trained_voxel_size"], config.get("trained_z_ratio"))
     return None if thicker is None else thick_reason(estimate, thicker, int(config["scm_window"]))
 
 

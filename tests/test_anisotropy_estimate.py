@@ -106,6 +106,12 @@ def test_an_array_of_unknown_voxel_size_is_checked_against_the_bundle(field, tmp
     assert 4.5 <= estimate <= 7.5
     assert thick_for_scm(as_uint8(field), shipped) is None  # looks isotropic, as the training stack
     assert thick_for_scm(np.zeros((6, 64, 64), np.uint8), shipped) is None  # flat: the image cannot tell
+    shipped["trained_voxel_size"] = None  # a run on a stack of unknown voxel size ...
+    assert thick_for_scm(as_uint8(field[::6]), shipped) is None  # ... written before the ratio was kept
+    shipped["trained_z_ratio"] = 1.0  # ... that assumed isotropic voxels
+    assert "sections about" in thick_for_scm(as_uint8(field[::6]), shipped)
+    shipped["trained_z_ratio"] = 6.0  # ... that estimated thick sections
+    assert thick_for_scm(as_uint8(field[::6]), shipped) is None
     with pytest.raises(InputError, match="nowhere"):
         inference_config(tmp_path / "nowhere")
 

@@ -141,8 +141,64 @@ def test_emseg_segment_takes_a_voxel_size(tmp_path, capsys):
 
 
 def test_a_training_run_records_its_voxel_size(tiny_run):
-    # tiny_data records no voxel size: the run's bundle leaves its inputs' voxel size alone
-    assert config_defaults(tiny_run / "configs" / "inference.yaml")["trained_voxel_size"] is None
+    # tiny_data records no voxel size: the run's bundle leaves its inputs' voxel size alone, and keeps
+    # the Z/XY ratio it assumed (isotropic: its image does not read as thick sections)
+    inference = config_defaults(tiny_run / "configs" / "inference.yaml")
+    assert inference["trained_voxel_size"] is None and inference["trained_z_ratio"] == 1.0
+
+
+def test_a_run_of_unknown_voxel_size_skips_the_scm_on_much_thicker_sections(tiny_run, tmp_path, caplog):
+    """Through the run's own inference.yaml, as ``emseg segment --models RUN`` meets it."""
+    from emseg_monai.workflows import segment_file
+
+    image = calibrated(tmp_path / "forty.tif", 5.0, z_nm=40.0)  # records 40 x 5 x 5 nm
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        segment_file(image, tmp_path / "masks.tif", tiny_run)
+    assert "8.0x its pixels, 8.0x the training stack's Z/XY of 1.0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        segment_file(image, tmp_path / "as_trained.tif", tiny_run, voxel_size="5,5,5")
+    assert "estimated, not known" not in caplog.text
+    shifted = tmp_path / "shifted.tif"  # no voxel size; sections 8.5 px apart
+    tifffile.imwrite(shifted, shifted_stack())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        segment_file(shifted, tmp_path / "ratio_8.tif", tiny_run, trained_z_ratio=8.0)  # as a thick run writes
+    assert "smoothed in Y and X only" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        segment_file(shifted, tmp_path / "ratio_1.tif", tiny_run)  # its own ratio, 1: not measured
+    assert "smoothed in Y and X only" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "trained", "ratio", "expected"),
+    [
+        ("40,5,5", None, 1.0, False),  # an isotropic-assumed run, 8x sections: stage 1 alone
+        ("9,5,5", None, 1.0, True),  # under twice the ratio: kept
+        ("40,5,5", None, 8.0, True),  # a run on stacks estimated as thick: kept
+        ("40,5,5", None, None, True),  # nothing known of the training stack: as asked
+        ("40,5,5", [40, 5, 5], 1.0, True),  # a known training voxel size wins over the ratio
+        ("40,5,5", None, "null", True),  # null as text, as from a bundle command line
+    ],
+)
+def test_a_run_of_unknown_voxel_size_judges_sections_by_its_ratio(voxel_size, trained, ratio, expected, caplog):
+    with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
+        assert scm_suits(True, None, voxel_size, trained, True, 15, ratio) is expected
+    assert ("estimated, not known" in caplog.text) is (not expected)
+
+
+def test_the_trained_ratio_comes_from_the_voxel_size_else_the_ratio():
+    from emseg_monai.inference.voxel_match import trained_on_thick_sections, trained_ratio
+
+    assert trained_ratio([40, 5, 5], 1.0) == 8.0 and trained_ratio(None, "3.5") == 3.5
+    assert trained_ratio(None, None) is None and trained_ratio("null", "null") is None
+    assert trained_on_thick_sections(None, 8.0) and not trained_on_thick_sections(None, 1.0)
+    assert not trained_on_thick_sections([5, 5, 5], 8.0)  # the known size wins
+    with pytest.raises(InputError, match="trained_z_ratio must be a number, got 'thick'"):
+        trained_ratio(None, "thick")
+    with pytest.raises(InputError, match="trained_z_ratio must be between 0.01 and 1000, got 0"):
+        trained_ratio(None, 0)
 
 
 def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_ones(tmp_path, caplog):
@@ -164,6 +220,8 @@ def test_a_bundle_of_thick_sections_drops_the_z_smoothing_on_a_stack_of_shifted_
     assert z_smoothing_for(None, shifted, thick, True, 4) is None  # 8.5 px are under 3 px at 1/4 resolution
     assert z_smoothing_for(None, shifted, [5.0, 5.0, 5.0], True, 2) is None  # trained isotropic: not measured
     assert z_smoothing_for(None, shifted, None, True, 2) is None  # training voxel size unknown
+    assert z_smoothing_for(None, shifted, None, True, 2, True, 1.0, 8.0) == 0.0  # ... but estimated as thick
+    assert z_smoothing_for(None, shifted, None, True, 2, True, 1.0, 1.0) is None  # ... or assumed isotropic
     assert z_smoothing_for(None, shifted, thick, "false", 2) is None  # match_voxel_size off
     assert z_smoothing_for(None, shifted, thick, True, 2, use_scm=False) is None  # stage 1 alone: nothing to smooth
     assert z_smoothing_for(None, tmp_path / "none.tif", thick, True, 2) is None  # an array, no file (napari)

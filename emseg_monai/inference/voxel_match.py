@@ -18,7 +18,10 @@ Three things depend on it, all measured on EPFL (docs/results.md, "Other microsc
 
 Known means: ``voxel_size`` given ("Z,Y,X" nm), else recorded in the file (ImageJ TIFF, OME-TIFF,
 NIfTI, OME-Zarr), and ``trained_voxel_size`` set in the bundle's ``inference.yaml``. Otherwise
-nothing is changed, which is right for stacks like the training one.
+nothing is changed, which is right for stacks like the training one. A run trained on a stack of
+unknown voxel size records the Z/XY ratio it assumed instead (``trained_z_ratio``: estimated from its
+image, or 1): pixel sizes cannot be matched then, but section thickness and alignment are judged
+against that ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from emseg_monai.errors import InputError
-from emseg_monai.io.voxels import VoxelSize, parse_voxel_size, voxel_size_nm
+from emseg_monai.io.voxels import parse_voxel_size, voxel_size_nm
 from emseg_monai.options import as_bool, as_float
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,28 @@ def input_voxel_nm(image_file: str | Path | None, voxel_size: Any = None) -> tup
 def _file_voxel_nm(path: str, mtime_ns: int, size: int) -> tuple[float, float, float] | None:
     """One header read per file version: a job asks three times (two downsamples, the SCM)."""
     return voxel_size_nm(path)
+
+
+def trained_ratio(trained_voxel_size: Any, trained_z_ratio: Any = None) -> float | None:
+    """The training stack's Z/XY ratio: from ``trained_voxel_size`` ((Z, Y, X) nm) where set, else
+    ``trained_z_ratio`` (a run trained on a stack of unknown voxel size), else None (unknown).
+
+    Examples
+    --------
+    >>> trained_ratio([40, 5, 5]), trained_ratio(None, 8.3), trained_ratio(None, None)
+    (8.0, 8.3, None)
+    """
+    if not _unset(trained_voxel_size):
+        try:
+            z, y, x = parse_voxel_size(trained_voxel_size)
+        except InputError:
+            raise InputError(
+                f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}"
+            ) from None
+        return z / max(y, x)
+    if _unset(trained_z_ratio):
+        return None
+    return as_float(trained_z_ratio, "trained_z_ratio", minimum=0.01, maximum=1000.0)
 
 
 def _known(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any) -> tuple | None:
@@ -142,20 +167,22 @@ def scm_suits(
     trained_voxel_size: Any = None,
     match: Any = True,
     window: int = 15,
+    trained_z_ratio: Any = None,
 ) -> bool:
     """``use_scm``, unless the input's sections are at least twice as thick as the training stack's.
 
     Then the SCM's ``window`` slices span depths it never saw; a warning names both spacings and
-    the result is False (stage 1 alone). Where the input's voxel size is unknown, its Z/XY ratio as
-    estimated from the image stands in (``_estimate_suits``). ``match`` false, or an unknown
-    training voxel size, keep ``use_scm``.
+    the result is False (stage 1 alone). Where a voxel size is unknown, Z/XY ratios stand in
+    (``_ratio_suits``): the input's from its voxel size or as estimated from its image, the
+    training stack's from ``trained_z_ratio``. ``match`` false, or nothing known of the training
+    stack, keep ``use_scm``.
     """
     wanted = as_bool(use_scm, "use_scm")
     if not wanted:
         return False
     known = _known(image_file, voxel_size, trained_voxel_size, match)
     if known is None:
-        return _estimate_suits(image_file, trained_voxel_size, match, window)
+        return _ratio_suits(image_file, voxel_size, trained_voxel_size, trained_z_ratio, match, window)
     z_in, z_trained = known[0][0], known[1][0]
     if z_in < SCM_MAX_Z_RATIO * z_trained:
         return True
@@ -173,19 +200,37 @@ def scm_suits(
     return False
 
 
-def _estimate_suits(image_file: Any, trained_voxel_size: Any, match: Any, window: int) -> bool:
-    """False (with a warning) when an input of unknown voxel size is clearly thicker-sectioned than
-    the training stack, by its image's Z/XY estimate (``io.anisotropy``); True otherwise.
+def _ratio_suits(
+    image_file: Any, voxel_size: Any, trained_voxel_size: Any, trained_z_ratio: Any, match: Any, window: int
+) -> bool:
+    """False (with a warning) when the input is clearly thicker-sectioned than the training stack by
+    their Z/XY ratios; True otherwise.
 
-    Called where ``_known`` found no pair of sizes: with ``match`` on and the trained size set,
-    that means the input's size is neither given nor recorded.
+    Called where ``_known`` found no pair of sizes in nm. The input's ratio is its voxel size's
+    where known, else its image's estimate (``io.anisotropy``); the training stack's is
+    ``trained_ratio``'s. Either unknown, or ``match`` off: True.
     """
     from emseg_monai.io.anisotropy import image_anisotropy
 
-    if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size) or image_file is None:
+    if not as_bool(match, "match_voxel_size") or trained_ratio(trained_voxel_size, trained_z_ratio) is None:
+        return True
+    given = input_voxel_nm(image_file, voxel_size)
+    if given is not None:  # the input's size is known, the training stack's only as a ratio
+        ratio, trained = given[0] / max(given[1], given[2]), trained_ratio(trained_voxel_size, trained_z_ratio)
+        if ratio < SCM_MAX_Z_RATIO * trained:
+            return True
+        logger.warning(
+            "the stack's sections are %.1fx its pixels, %.1fx the training stack's Z/XY of %.1f (its voxel size "
+            "was estimated, not known): segmenting with stage 1 alone (--no-voxel-match runs the SCM anyway)",
+            ratio,
+            ratio / trained,
+            trained,
+        )
+        return False
+    if image_file is None:
         return True
     estimate = image_anisotropy(image_file)
-    thicker = thicker_than_trained(estimate, trained_voxel_size)
+    thicker = thicker_than_trained(estimate, trained_voxel_size, trained_z_ratio)
     if thicker is None:
         return True
     logger.warning(
@@ -197,22 +242,22 @@ def _estimate_suits(image_file: Any, trained_voxel_size: Any, match: Any, window
     return False
 
 
-def thicker_than_trained(estimate: float | None, trained_voxel_size: Any) -> float | None:
+def thicker_than_trained(estimate: float | None, trained_voxel_size: Any, trained_z_ratio: Any = None) -> float | None:
     """How many times the training stack's sections the input's look, when that is too thick for the SCM.
 
     ``estimate`` is the input's Z/XY ratio as its image shows it (``io.anisotropy``; None: cannot
-    tell). Returns ``estimate / trained Z/XY`` where the estimate is clearly anisotropic
-    (``CLEARLY_ANISOTROPIC``) and at least ``SCM_MAX_Z_RATIO`` times the trained ratio, else None
-    (the SCM suits, or nothing can be said: no estimate, training voxel size unknown).
+    tell). Returns ``estimate / trained Z/XY`` (``trained_ratio``) where the estimate is clearly
+    anisotropic (``CLEARLY_ANISOTROPIC``) and at least ``SCM_MAX_Z_RATIO`` times the trained ratio,
+    else None (the SCM suits, or nothing can be said: no estimate, training stack's ratio unknown).
     """
     from emseg_monai.io.anisotropy import CLEARLY_ANISOTROPIC
 
-    if estimate is None or _unset(trained_voxel_size):
+    trained = trained_ratio(trained_voxel_size, trained_z_ratio)
+    if estimate is None or trained is None:
         return None
-    trained_ratio = VoxelSize(parse_voxel_size(trained_voxel_size), "given").anisotropy
-    if estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained_ratio:
+    if estimate < CLEARLY_ANISOTROPIC or estimate < SCM_MAX_Z_RATIO * trained:
         return None
-    return float(estimate / trained_ratio)
+    return float(estimate / trained)
 
 
 def thick_reason(estimate: float, thicker: float, window: int) -> str:
@@ -231,17 +276,19 @@ def z_smoothing_for(
     scm_downsample: Any = 1,
     use_scm: Any = True,
     smoothing: Any = None,
+    trained_z_ratio: Any = None,
 ) -> float | None:
     """``smoothing_z`` as given, or 0.0 for an input of shifted sections segmented with a bundle
     trained on thick sections (Z/XY >= ``SCM_MAX_Z_RATIO``); None (``smoothing``'s sigma) otherwise.
 
     Only where ``smoothing_z`` is unset (null), ``use_scm`` and ``match`` are on, ``smoothing`` is not
     0 (nothing is smoothed; None: not known, as in run folders written before it existed), the
-    training voxel size is known and thick, and ``image_file`` is a readable file or Zarr store: the upper quartile
-    of its neighbouring-section shifts (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX``
-    pixels at the SCM's resolution (``scm_downsample``: the matched one, as the SCM will run) turns
-    the smoothing along Z off, with a warning that says so (``shifted_sections``; the napari plugin
-    applies the same rule to a layer's array).
+    training stack is known to be thick (``trained_on_thick_sections``), and ``image_file`` is a
+    readable file or Zarr store: the upper quartile of its neighbouring-section shifts
+    (``io.alignment.upper_shift_quartile``) above ``MISALIGNED_PX`` pixels at the SCM's resolution
+    (``scm_downsample``: the matched one, as the SCM will run) turns the smoothing along Z off, with
+    a warning that says so (``shifted_sections``; the napari plugin applies the same rule to a
+    layer's array).
     """
     if not _unset(smoothing_z):
         return as_float(smoothing_z, "smoothing_z", minimum=0.0, maximum=8.0)
@@ -249,23 +296,21 @@ def z_smoothing_for(
         return None
     if not _unset(smoothing) and as_float(smoothing, "smoothing", minimum=0.0, maximum=8.0) == 0:
         return None
-    if not trained_on_thick_sections(trained_voxel_size) or _unset(image_file) or not Path(str(image_file)).exists():
+    if not trained_on_thick_sections(trained_voxel_size, trained_z_ratio):
+        return None
+    if _unset(image_file) or not Path(str(image_file)).exists():
         return None
     from emseg_monai.io.volumes import open_volume
 
     return 0.0 if shifted_sections(open_volume(image_file), scm_downsample) is not None else None
 
 
-def trained_on_thick_sections(trained_voxel_size: Any) -> bool:
-    """Whether a bundle's ``trained_voxel_size`` ((Z, Y, X) nm, or unset) is known and has
-    Z/XY >= ``SCM_MAX_Z_RATIO``: the bundles whose smoothing along Z depends on the input's alignment."""
-    if _unset(trained_voxel_size):
-        return False
-    try:
-        z, y, x = parse_voxel_size(trained_voxel_size)
-    except InputError:
-        raise InputError(f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}") from None
-    return z / max(y, x) >= SCM_MAX_Z_RATIO
+def trained_on_thick_sections(trained_voxel_size: Any, trained_z_ratio: Any = None) -> bool:
+    """Whether a bundle's training stack is known to have Z/XY >= ``SCM_MAX_Z_RATIO`` (``trained_ratio``
+    of its ``trained_voxel_size`` and ``trained_z_ratio``): the bundles whose smoothing along Z depends
+    on the input's alignment."""
+    ratio = trained_ratio(trained_voxel_size, trained_z_ratio)
+    return ratio is not None and ratio >= SCM_MAX_Z_RATIO
 
 
 def shifted_sections(volume: Any, scm_downsample: Any = 1, warn: bool = True) -> tuple[float, float] | None:

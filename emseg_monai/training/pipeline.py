@@ -248,6 +248,8 @@ def train_pipeline(
     stage1_files = all((out / f).is_file() for f in ("stage1_prob.tif", "stage1_mask.tif"))
     trained_voxels = list(voxels.nm) if voxels.nm is not None else None
     inference = {**_inference_defaults(source, stage1_overrides, scm_overrides), "trained_voxel_size": trained_voxels}
+    # size unknown: the ratio MPP and the window assumed, so that later stacks are judged against it
+    inference["trained_z_ratio"] = None if trained_voxels is not None else round(voxels.anisotropy, 2)
     smoothing = _smoothing_default(voxels, own_recipe, image_file, inference["scm_downsample"])
     inference.update({k: v for k, v in smoothing.items() if k != "section_shift_px"})
     own_stack = {"match_voxel_size": False}  # the training stack has the trained voxel size by definition
