@@ -117,8 +117,12 @@ def test_segment_widget_smooths_shifted_sections_in_y_and_x_only(make_napari_vie
     assert note == " (smoothing in Y and X only: sections shifted by 8.5 px or more)"
     (_, scm), settings, note = widget._networks(aligned)
     assert scm is not None and settings.smoothing_z is None and note == ""
-    widget.models.setText(str(tiny_run))  # trained voxel size unknown: nothing measured
+    widget.models.setText(str(tiny_run))  # trained voxel size unknown, assumed isotropic: nothing measured
     assert widget._networks(shifted)[1].smoothing_z is None
+    text = re.sub(r"(?m)^trained_voxel_size: .*$", "trained_voxel_size: null", config.read_text())
+    config.write_text(re.sub(r"(?m)^trained_z_ratio: .*$", "trained_z_ratio: 8.0", text))
+    widget.models.setText(str(run))  # size unknown, thick sections estimated from the image: measured
+    assert widget._networks(shifted)[1].smoothing_z == 0.0
 
 
 def test_segment_widget_follows_the_runs_own_scm_decision(make_napari_viewer, tiny_run, tmp_path):
