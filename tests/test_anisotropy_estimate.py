@@ -138,6 +138,8 @@ def test_the_run_readme_tells_the_estimate_it_used():
 
     estimated = {"voxels": {"voxel_size_nm": None, "source": "image", "anisotropy": 8.0, "estimated_anisotropy": 7.96}}
     assert "Z/XY ratio 8.0 as estimated from the image" in _decision_text(estimated, {"use_scm": False})
+    assert "`trained_z_ratio: 8.0`" in _decision_text(estimated, {"use_scm": False, "trained_z_ratio": 8.0})
+    assert "trained_z_ratio" not in _decision_text(estimated, {"use_scm": False})  # folders before 0.8.12
     unknown = {"voxels": {"voxel_size_nm": None, "source": "unknown", "anisotropy": 1.0, "estimated_anisotropy": 1.1}}
     assert "isotropic voxels assumed" in _decision_text(unknown, {"use_scm": True})
     rough = {"voxels": {"voxel_size_nm": [40, 5, 5], "source": "file", "anisotropy": 8.0}, "section_shift_px": 21.5}

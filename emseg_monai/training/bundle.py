@@ -194,6 +194,12 @@ def _decision_text(record: Mapping[str, Any], inference: Mapping[str, Any]) -> s
         else:
             told = "voxel size unknown: isotropic voxels assumed (Z/XY ratio 1)"
         lines.append(f"- {told}; MPP's Z steps and the SCM window follow that ratio.")
+        if not size and inference.get("trained_z_ratio") is not None:
+            lines.append(
+                f"- later stacks are judged against that ratio (`trained_z_ratio: {inference['trained_z_ratio']}` in "
+                "configs/inference.yaml): sections at least twice as thick skip the SCM; pixel sizes are not matched "
+                "(`--voxel-size Z,Y,X` at training records them)."
+            )
     shift = record.get("section_shift_px")
     if shift is not None:
         along = "in Y and X only" if inference.get("smoothing_z") == 0 else "along Z as well"
