@@ -109,6 +109,32 @@ def test_a_failed_export_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # neither the package nor its build folder
 
 
+def test_export_warns_that_the_bundles_flips_are_left_out(tiny_run, tmp_path, monkeypatch, caplog):
+    """A run on thick sections writes stage1_flips true; the package runs each network once."""
+    import logging
+    import shutil
+
+    pytest.importorskip("bioimageio.core")
+    from emseg_monai.exchange import bioimageio
+
+    def stop(*args):
+        raise InputError("stopped after the checks")
+
+    monkeypatch.setattr(bioimageio, "_export_onnx", stop)
+    for flips, run in ((False, tiny_run), (True, tmp_path / "thick_run")):
+        if flips:
+            shutil.copytree(tiny_run, run)
+            config = run / "configs" / "inference.yaml"
+            text = config.read_text()
+            assert "\nstage1_flips: false " in text
+            config.write_text(text.replace("\nstage1_flips: false ", "\nstage1_flips: true ", 1))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="emseg_monai.exchange.bioimageio"):
+            with pytest.raises(InputError, match="stopped after the checks"):
+                bioimageio.export_bioimageio(tmp_path / "model.zip", run)
+        assert ("test-time flips (flips, stage1_flips) are not part of it" in caplog.text) is flips
+
+
 def test_missing_extra_is_named(monkeypatch):
     import importlib.util
 
