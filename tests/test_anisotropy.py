@@ -320,6 +320,19 @@ def test_voxel_size_in_the_file_sets_window_and_mpp_steps(tiny_data, tmp_path):
         segment_file(image, out, run, use_scm=False, stage1_flips=flips, save_stage1=True, match_voxel_size=False)
         same = np.array_equal(read_stack(tmp_path / f"stage1_flips_{flips}_stage1_prob.tif"), written)
         assert same is not flips
+    # fine-tuning with more labels keeps the run's flips for segmentation and learns from one pass again
+    from emseg_monai.cli import main
+    from tests.conftest import TRAIN_ARGS
+
+    argv = ["train", str(image), str(tiny_data / "label.tif"), "--output", str(run), *TRAIN_ARGS]
+    assert main(["--quiet", *argv, "--labeled", "every:2", "--resume"]) == 0
+    assert config_defaults(run / "configs" / "train.yaml")["labeled_slices"] == "every:2"  # it fine-tuned
+    assert config_defaults(run / "configs" / "inference.yaml")["stage1_flips"] is True
+    written = read_stack(run / "stage1_prob.tif")
+    for flips in (False, True):
+        out = tmp_path / f"tuned_flips_{flips}.tif"
+        segment_file(image, out, run, use_scm=False, stage1_flips=flips, save_stage1=True, match_voxel_size=False)
+        assert np.array_equal(read_stack(tmp_path / f"tuned_flips_{flips}_stage1_prob.tif"), written) is not flips
 
 
 def test_mpp_sizes_follow_the_pixel_size_unless_given():
