@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # annotations only: importing torch here would slow every com
 logger = logging.getLogger(__name__)
 
 LATE_KEYS = ("smoothing", "smoothing_z", "stage1_flips")  # inference settings that older run folders may lack
-# the settings#smoothing_z of inference.yaml since 0.8.11, for run folders written before 0.8.9
+# the settings#smoothing_z of inference.yaml of 0.8.11, for run folders written before 0.8.9 (0.8.12's
+# also passes @trained_z_ratio, a key those folders lack)
 # (folders older than 0.8.6 have no `smoothing` key: the guard's last argument is left out there)
 OLD_FOLDER_Z_GUARD = (
     "$emseg_monai.inference.voxel_match.z_smoothing_for(None, @image_file, @trained_voxel_size, @match_voxel_size,"

@@ -147,7 +147,8 @@ def test_the_old_folder_guard_is_the_shipped_configs_expression():
     from emseg_monai.workflows import OLD_FOLDER_Z_GUARD, inference_config
 
     shipped = inference_config(resolve_bundle())["settings"]["smoothing_z"]
-    assert shipped.replace("(@smoothing_z,", "(None,", 1) == OLD_FOLDER_Z_GUARD  # old folders: no smoothing_z key
+    old = shipped.replace("(@smoothing_z,", "(None,", 1).replace(", @trained_z_ratio)", ")", 1)
+    assert old == OLD_FOLDER_Z_GUARD  # old folders: no smoothing_z key, and no trained_z_ratio (0.8.12) either
     assert OLD_FOLDER_Z_GUARD.count(", @smoothing)") == 1  # left out for folders older than the smoothing
 
 
