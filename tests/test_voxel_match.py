@@ -158,7 +158,7 @@ def test_a_run_of_unknown_voxel_size_skips_the_scm_on_much_thicker_sections(tiny
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
         segment_file(image, tmp_path / "as_trained.tif", tiny_run, voxel_size="5,5,5")
-    assert "estimated, not known" not in caplog.text
+    assert "estimated or assumed" not in caplog.text
     shifted = tmp_path / "shifted.tif"  # no voxel size; sections 8.5 px apart
     tifffile.imwrite(shifted, shifted_stack())
     caplog.clear()
@@ -185,7 +185,7 @@ def test_a_run_of_unknown_voxel_size_skips_the_scm_on_much_thicker_sections(tiny
 def test_a_run_of_unknown_voxel_size_judges_sections_by_its_ratio(voxel_size, trained, ratio, expected, caplog):
     with caplog.at_level(logging.WARNING, logger="emseg_monai.inference.voxel_match"):
         assert scm_suits(True, None, voxel_size, trained, True, 15, ratio) is expected
-    assert ("estimated, not known" in caplog.text) is (not expected)
+    assert ("estimated or assumed" in caplog.text) is (not expected)
 
 
 def test_the_trained_ratio_comes_from_the_voxel_size_else_the_ratio():

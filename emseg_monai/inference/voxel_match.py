@@ -212,16 +212,18 @@ def _ratio_suits(
     """
     from emseg_monai.io.anisotropy import image_anisotropy
 
-    if not as_bool(match, "match_voxel_size") or trained_ratio(trained_voxel_size, trained_z_ratio) is None:
+    trained = trained_ratio(trained_voxel_size, trained_z_ratio)
+    if not as_bool(match, "match_voxel_size") or trained is None:
         return True
     given = input_voxel_nm(image_file, voxel_size)
     if given is not None:  # the input's size is known, the training stack's only as a ratio
-        ratio, trained = given[0] / max(given[1], given[2]), trained_ratio(trained_voxel_size, trained_z_ratio)
+        ratio = given[0] / max(given[1], given[2])
         if ratio < SCM_MAX_Z_RATIO * trained:
             return True
         logger.warning(
-            "the stack's sections are %.1fx its pixels, %.1fx the training stack's Z/XY of %.1f (its voxel size "
-            "was estimated, not known): segmenting with stage 1 alone (--no-voxel-match runs the SCM anyway)",
+            "the stack's sections are %.1fx its pixels, %.1fx the training stack's Z/XY of %.1f (a ratio the "
+            "training run estimated or assumed, its voxel size unknown): segmenting with stage 1 alone "
+            "(--no-voxel-match runs the SCM anyway)",
             ratio,
             ratio / trained,
             trained,

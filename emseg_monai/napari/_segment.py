@@ -154,7 +154,7 @@ class SegmentWidget(QWidget):
         stage1, scm, settings, _ = load_bundle_networks(folder, device=device, **overrides)
         if scm is None and self.use_scm.isChecked() and not note:  # voxel_match's warning has the figures
             note = " (stage 1 alone: the layer's sections are at least twice as thick as the training stack's)"
-        thick = trained_on_thick_sections(config.get("trained_voxel_size"), config.get("trained_z_ratio"))  # or None
+        thick = trained_on_thick_sections(config.get("trained_voxel_size"), config.get("trained_z_ratio"))  # old: None
         measure = thick and as_bool(config.get("match_voxel_size", True), "match_voxel_size") and settings.smoothing > 0
         if scm is not None and settings.smoothing_z is None and measure:  # as emseg segment does for a file
             shifted = shifted_sections(stack_of(layer), settings.scm_downsample, warn=False)  # the note says it
