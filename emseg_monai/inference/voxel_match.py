@@ -74,26 +74,26 @@ def trained_ratio(trained_voxel_size: Any, trained_z_ratio: Any = None) -> float
     (8.0, 8.3, None)
     """
     if not _unset(trained_voxel_size):
-        try:
-            z, y, x = parse_voxel_size(trained_voxel_size)
-        except InputError:
-            raise InputError(
-                f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}"
-            ) from None
+        z, y, x = _trained_nm(trained_voxel_size)
         return z / max(y, x)
     if _unset(trained_z_ratio):
         return None
     return as_float(trained_z_ratio, "trained_z_ratio", minimum=0.01, maximum=1000.0)
 
 
+def _trained_nm(trained_voxel_size: Any) -> tuple[float, float, float]:
+    """A set ``trained_voxel_size`` as (z, y, x) nm; a one-line error naming the key otherwise."""
+    try:
+        return parse_voxel_size(trained_voxel_size)
+    except InputError:
+        raise InputError(f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}") from None
+
+
 def _known(image_file: Any, voxel_size: Any, trained_voxel_size: Any, match: Any) -> tuple | None:
     """(input, trained) voxel sizes when matching is on and both are known, else None."""
     if not as_bool(match, "match_voxel_size") or _unset(trained_voxel_size):
         return None
-    try:
-        trained = parse_voxel_size(trained_voxel_size)
-    except InputError:
-        raise InputError(f"trained_voxel_size must be [Z, Y, X] in nm (or null), got {trained_voxel_size!r}") from None
+    trained = _trained_nm(trained_voxel_size)
     given = input_voxel_nm(image_file, voxel_size)
     return None if given is None else (given, trained)
 
