@@ -102,11 +102,11 @@ def train_folds(args: argparse.Namespace, out: Path, labeled: np.ndarray) -> lis
     return folds
 
 
-def splice(args: argparse.Namespace, run: Path, folds: list[tuple[Path, np.ndarray]]) -> bool:
-    """Write the out-of-fold probabilities into ``run/stage1_prob.tif``; False where already done."""
+def splice(args: argparse.Namespace, run: Path, folds: list[tuple[Path, np.ndarray]]) -> None:
+    """Write the out-of-fold probabilities into ``run/stage1_prob.tif`` (once: ``oof.json`` marks it done)."""
     marker = run / "oof.json"
     if marker.is_file():
-        return False
+        return
     image = read_stack(args.image)
     source = Path(args.run)
     network, _, settings, _ = load_bundle_networks(source if (source / "configs").is_dir() else None, use_scm=False)
@@ -125,7 +125,6 @@ def splice(args: argparse.Namespace, run: Path, folds: list[tuple[Path, np.ndarr
     marker.write_text(json.dumps({"in-fold vs out-of-fold stage-1 mask Dice": agreement}, indent=1))
     print("in-fold vs out-of-fold stage-1 masks, Dice per labeled slice:", flush=True)
     print({z: round(100 * d, 2) for z, d in agreement.items()}, flush=True)
-    return True
 
 
 def main() -> None:
@@ -134,7 +133,8 @@ def main() -> None:
     out = Path(args.output)
     run = out / "run"
     copy_run(Path(args.run), run)
-    n = read_mask(args.label).shape[0]
+    truth = read_mask(args.label)
+    n = truth.shape[0]
     labeled = parse_slice_spec(args.labeled, n)
     folds = train_folds(args, out, labeled)
     splice(args, run, folds)
@@ -144,7 +144,6 @@ def main() -> None:
     start = time.perf_counter()
     train_pipeline(args.image, args.label, args.labeled, run, stage1=both, scm=dict(both), resume=True)
     print(f"SCM and final masks: {time.perf_counter() - start:.0f} s", flush=True)
-    truth = read_mask(args.label)
     if args.score:
         scored = scored_slices(args.score, n)
         for name in ("stage1_mask.tif", "mpp_mask.tif", "final_mask.tif", "finished_mask.tif"):
