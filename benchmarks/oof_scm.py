@@ -111,7 +111,8 @@ def splice(args: argparse.Namespace, run: Path, folds: list[tuple[Path, np.ndarr
     source = Path(args.run)
     network, _, settings, _ = load_bundle_networks(source if (source / "configs").is_dir() else None, use_scm=False)
     settings = settings.replace(flips=False, stage1_flips=False)  # one pass, as the SCM's training inputs are
-    prob, in_fold = read_stack(run / IN_FOLD), read_stack(run / IN_FOLD)
+    in_fold = read_stack(run / IN_FOLD)
+    prob = in_fold.copy()
     agreement = {}
     for folder, held in folds:
         network.load_state_dict(torch.load(folder / "models" / "model.pt", map_location="cpu"))
